@@ -1,0 +1,32 @@
+import type { Config } from "./types.js";
+
+/**
+ * Every key's default. `assetDir` is where the guest image build puts the
+ * kernel, initramfs and root image (guest/out/current in a source tree).
+ */
+export function defaultConfig(assetDir: string): Config {
+  return {
+    hypervisor: {
+      path: "/usr/bin/qemu-system-x86_64",
+      kernel: `${assetDir}/vmlinuz`,
+      initrd: `${assetDir}/initrd.img`,
+      image: `${assetDir}/root.erofs`,
+      machineType: "microvm",
+      kernelParams: [],
+      defaultVcpus: 1,
+      defaultMemory: 256,
+      accel: "auto",
+      sharedFs: "virtio-fs",
+      virtioFsDaemon: "/usr/lib/qemu/virtiofsd",
+      blockDeviceDriver: "virtio-blk",
+    },
+    agent: {
+      dialTimeoutMs: 90_000,
+      callTimeoutMs: 30_000,
+    },
+    runtime: {
+      stateRoot: "/run/vmpod",
+      logLevel: "info",
+    },
+  };
+}

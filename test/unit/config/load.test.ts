@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../../../src/config/load.js";
+import { defaultConfig } from "../../../src/config/defaults.js";
+import { VmpodError } from "../../../src/common/errors.js";
+
+describe("configuration.toml", () => {
+  it("gives every key its default from an empty file", () => {
+    const { config, warnings } = parseConfig("", "c.toml", "/assets");
+    assert.deepEqual(config, defaultConfig("/assets"));
+    assert.deepEqual(warnings, []);
+  });
+
+  it("reads Kata's section and key names", () => {
+    const { config } = parseConfig(
+      `[hypervisor.qemu]
+path = "/opt/qemu"
+machine_type = "q35"
+default_vcpus = 2
+default_memory = 512
+kernel_params = "quiet debug"
+accel = "tcg"
+[agent.kata]
+dial_timeout = 30
+`,
+      "c.toml",
+      "/a",
+    );
+    assert.equal(config.hypervisor.path, "/opt/qemu");
+    assert.equal(config.hypervisor.machineType, "q35");
+    assert.equal(config.hypervisor.defaultVcpus, 2);
+    assert.equal(config.hypervisor.defaultMemory, 512);
+    assert.deepEqual(config.hypervisor.kernelParams, ["quiet", "debug"]);
+    assert.equal(config.hypervisor.accel, "tcg");
+    assert.equal(config.agent.dialTimeoutMs, 30_000);
+  });
+
+  it("names the file and key of a wrong type or impossible value", () => {
+    const check = (text: string, pattern: RegExp) =>
+      assert.throws(() => parseConfig(text, "/etc/vmpod/c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
+    check(`[hypervisor.qemu]\ndefault_vcpus = 0`, /\/etc\/vmpod\/c\.toml: hypervisor\.qemu\.default_vcpus = 0 is out of range/);
+    check(`[hypervisor.qemu]\ndefault_memory = "lots"`, /hypervisor\.qemu\.default_memory must be an integer/);
+    check(`[hypervisor.qemu]\nmachine_type = "pc"`, /machine_type must be one of microvm, q35/);
+    check(`[hypervisor.qemu\n`, /\/etc\/vmpod\/c\.toml/);
+  });
+
+  it("reports unknown keys as warnings", () => {
+    const { warnings } = parseConfig(`[hypervisor.qemu]\nmachine_typo = "q35"\n[nonsense]\nx = 1`, "c.toml", "/a");
+    assert.deepEqual(warnings, ["c.toml: unknown key hypervisor.qemu.machine_typo", "c.toml: unknown key nonsense.x"]);
+  });
+});
