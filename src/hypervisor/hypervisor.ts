@@ -1,0 +1,62 @@
+/**
+ * The boundary between the sandbox layer and whatever runs a pod's VM. The
+ * sandbox layer speaks only this interface; `QemuHypervisor` (qemu.ts) is the
+ * implementation, and unit tests of the layers above use fakes of it.
+ *
+ * Phases, as the host resources follow them: `prepare` (run directory, host
+ * daemons such as virtiofsd), `start` (the VM process and its control
+ * channel), `stop` (idempotent), `cleanup` (safe after a partial prepare or
+ * a failed start, and idempotent).
+ */
+import type { VmSpec } from "./spec.js";
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface StopOptions {
+  /** Milliseconds the VM gets to exit on its own before it is killed. */
+  readonly timeoutMs?: number;
+}
+
+/** How the VM process ended: an exit code, or the signal that killed it. */
+export interface VmExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/**
+ * A device added to a running VM. Only a virtio-fs share today (the VM
+ * templates restore a VM without one and add it afterwards); the hypervisor
+ * starts and owns the file-system daemon behind it.
+ */
+export interface VirtioFsDevice {
+  readonly kind: "virtio-fs";
+  /** Unique among the VM's devices; `removeDevice` takes it. */
+  readonly id: string;
+  /** The mount tag the guest uses: `mount -t virtiofs TAG /mnt`. */
+  readonly tag: string;
+  /** The host directory shared into the guest. */
+  readonly sourceDir: string;
+}
+
+export type HotplugDevice = VirtioFsDevice;
+
+export interface Hypervisor {
+  /**
+   * Checks the spec and the files it names, creates the VM's run directory
+   * and starts the host daemons the VM needs (virtiofsd for a shared
+   * directory). Undoes its own steps when it fails.
+   */
+  prepare(spec: VmSpec, options?: CallOptions): Promise<void>;
+  /** Launches the VM and connects its control channel. */
+  start(options?: CallOptions): Promise<void>;
+  addDevice(device: HotplugDevice, options?: CallOptions): Promise<void>;
+  removeDevice(id: string, options?: CallOptions): Promise<void>;
+  /** Stops the VM and its daemons; idempotent, and a no-op before start. */
+  stop(options?: StopOptions): Promise<void>;
+  /** Resolves when the VM process has exited. */
+  wait(): Promise<VmExit>;
+  /** Stops what still runs and removes the run directory and sockets. Idempotent. */
+  cleanup(): Promise<void>;
+}

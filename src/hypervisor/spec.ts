@@ -1,0 +1,229 @@
+/**
+ * VmSpec: everything needed to launch one VM, fully resolved (paths,
+ * sizes, acceleration), so that the command-line builder is a pure function
+ * of it. `vmSpecFromConfig` (spec-from-config.ts) builds one from vmpod's
+ * configuration.
+ */
+import { isAbsolute, join, normalize } from "node:path";
+import { invalidArgument } from "../common/errors.js";
+import { isSafeId } from "../common/ids.js";
+import type { MachineType } from "../config/types.js";
+
+/** The acceleration actually used; "auto" is resolved by accel.ts. */
+export type Accel = "kvm" | "tcg";
+
+/**
+ * The channel the host's agent client uses to reach the guest agent. Only
+ * virtio-serial today: no vhost-vsock on the hosts this runs on (DESIGN.md).
+ */
+export interface VirtioSerialChannel {
+  readonly kind: "virtio-serial";
+  /** Unix socket QEMU listens on; the agent client connects to it. */
+  readonly socketPath: string;
+  /** The port name the guest reads in /sys/class/virtio-ports/vportNpM/name. */
+  readonly name: string;
+}
+
+export type AgentChannel = VirtioSerialChannel;
+
+export type VirtioFsCache = "auto" | "always" | "none";
+
+/** How virtiofsd runs, for the share given at boot and for those added later. */
+export interface VirtiofsdSettings {
+  /** The virtiofsd binary. */
+  readonly daemonPath: string;
+  readonly cache: VirtioFsCache;
+  readonly threadPoolSize?: number;
+}
+
+/** A host directory shared into the guest with virtio-fs at boot. */
+export interface SharedFsSpec {
+  /** The mount tag the guest uses: `mount -t virtiofs TAG /mnt`. */
+  readonly tag: string;
+  readonly sourceDir: string;
+  /** The vhost-user socket between virtiofsd and QEMU. */
+  readonly socketPath: string;
+}
+
+export interface KernelBoot {
+  readonly kernel: string;
+  readonly initrd?: string;
+  /** Joined with spaces into the kernel command line, in this order. */
+  readonly params: readonly string[];
+}
+
+export interface VmSpec {
+  /** Names the VM (`-name vmpod-ID`); a safe path component. */
+  readonly id: string;
+  /** The QEMU binary. */
+  readonly qemuPath: string;
+  /** Created by prepare, removed with everything in it by cleanup. */
+  readonly runDir: string;
+  readonly machine: MachineType;
+  readonly accel: Accel;
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  /** Direct kernel boot; absent, the firmware runs alone (tests, incoming migration). */
+  readonly boot?: KernelBoot;
+  /** The root image, attached read-only as the first virtio-blk disk. */
+  readonly rootImage?: string;
+  readonly agent?: AgentChannel;
+  readonly sharedFs?: SharedFsSpec;
+  /** Needed with `sharedFs` or for adding virtio-fs devices later. */
+  readonly virtiofsd?: VirtiofsdSettings;
+  /** QMP's unix socket. */
+  readonly qmpSocket: string;
+  /** The serial console's output, kept so that a failed boot can be read. */
+  readonly consoleLog: string;
+  /**
+   * Back guest RAM with a shared memfd even with no share at boot, so that a
+   * virtio-fs device can be added later. Implied by `sharedFs`.
+   */
+  readonly sharedMemory?: boolean;
+  /** q35 only: free PCIe root ports (hp0, hp1, ...) for hot-added devices. */
+  readonly hotplugPorts?: number;
+  /** Start with the vCPUs stopped (`-S`); QMP `cont` runs them. */
+  readonly paused?: boolean;
+  /**
+   * microvm under TCG: the host's TSC frequency in kHz (accel.ts,
+   * `hostTscKhz`). The guest's TSC runs at the host's rate under TCG, and
+   * microvm has neither HPET nor ACPI PM timer to calibrate it against: given
+   * `tsc_early_khz`, the 6.1 kernel boots reliably; without it, early boot
+   * often hangs waiting for the first timer tick on a loaded host.
+   */
+  readonly tscKhz?: number;
+}
+
+/** The file names vmpod uses inside a VM's run directory. */
+export interface VmPaths {
+  readonly qmpSocket: string;
+  readonly consoleLog: string;
+  readonly agentSocket: string;
+  /** virtiofsd's socket for the share with this device id. */
+  virtiofsSocket(deviceId: string): string;
+}
+
+export function vmPaths(runDir: string): VmPaths {
+  return {
+    qmpSocket: join(runDir, "qmp.sock"),
+    consoleLog: join(runDir, "console.log"),
+    agentSocket: join(runDir, "agent.sock"),
+    virtiofsSocket: (deviceId) => join(runDir, `vfsd-${deviceId}.sock`),
+  };
+}
+
+/** The device id of the share given at boot (chardev and device ids derive from it). */
+export const BOOT_SHARE_ID = "fs0";
+
+/** sun_path holds 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+/** virtio-fs tags are at most 36 bytes. */
+const MAX_TAG_BYTES = 36;
+const MAX_VCPUS = 255;
+const MIN_MEMORY_MIB = 64;
+const MAX_HOTPLUG_PORTS = 32;
+
+/** True when guest RAM must be a shared memfd (virtio-fs now or later). */
+export function needsSharedMemory(spec: VmSpec): boolean {
+  return spec.sharedFs !== undefined || spec.sharedMemory === true;
+}
+
+/** Checks a spec's shape and values (not the files it names); throws InvalidArgument. */
+export function validateSpec(spec: VmSpec): void {
+  const fail = (what: string) => {
+    throw invalidArgument(`vm spec: ${what}`);
+  };
+  if (!isSafeId(spec.id)) fail(`id ${JSON.stringify(spec.id)} is not a safe name`);
+  checkPath("qemuPath", spec.qemuPath, fail);
+  checkPath("runDir", spec.runDir, fail);
+  if (normalize(spec.runDir) === "/") fail("runDir must not be /");
+  if (spec.machine !== "microvm" && spec.machine !== "q35") fail(`unknown machine type ${JSON.stringify(spec.machine)}`);
+  if (spec.accel !== "kvm" && spec.accel !== "tcg") fail(`unknown acceleration ${JSON.stringify(spec.accel)}`);
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > MAX_VCPUS) fail(`vcpus must be an integer in 1..${MAX_VCPUS}, not ${spec.vcpus}`);
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < MIN_MEMORY_MIB) {
+    fail(`memoryMiB must be an integer of at least ${MIN_MEMORY_MIB}, not ${spec.memoryMiB}`);
+  }
+  if (spec.boot) {
+    checkPath("kernel", spec.boot.kernel, fail);
+    if (spec.boot.initrd !== undefined) checkPath("initrd", spec.boot.initrd, fail);
+    for (const param of spec.boot.params) {
+      if (param.trim() === "" || /[\0\n]/.test(param)) fail(`bad kernel parameter ${JSON.stringify(param)}`);
+    }
+  }
+  if (spec.rootImage !== undefined) checkPath("rootImage", spec.rootImage, fail);
+  checkSocket("qmpSocket", spec.qmpSocket, fail);
+  checkPath("consoleLog", spec.consoleLog, fail);
+  if (spec.agent) {
+    checkSocket("agent socketPath", spec.agent.socketPath, fail);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(spec.agent.name)) fail(`bad agent port name ${JSON.stringify(spec.agent.name)}`);
+  }
+  if (spec.sharedFs) {
+    checkVirtioFsTag(spec.sharedFs.tag, fail);
+    checkSharedDir(spec.sharedFs.sourceDir, fail);
+    checkSocket("virtiofsd socketPath", spec.sharedFs.socketPath, fail);
+    if (!spec.virtiofsd) fail("sharedFs needs virtiofsd settings");
+  }
+  if (spec.virtiofsd) checkVirtiofsd(spec.virtiofsd, fail);
+  if (spec.hotplugPorts !== undefined) {
+    if (spec.machine !== "q35" && spec.hotplugPorts > 0) fail("hotplugPorts needs the q35 machine");
+    if (!Number.isInteger(spec.hotplugPorts) || spec.hotplugPorts < 0 || spec.hotplugPorts > MAX_HOTPLUG_PORTS) {
+      fail(`hotplugPorts must be an integer in 0..${MAX_HOTPLUG_PORTS}`);
+    }
+  }
+  if (spec.tscKhz !== undefined && (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0)) fail(`tscKhz must be a positive integer`);
+}
+
+/** Checks a virtio-fs tag; throws InvalidArgument. */
+export function validateVirtioFsTag(tag: string): void {
+  checkVirtioFsTag(tag, (what) => {
+    throw invalidArgument(what);
+  });
+}
+
+/** Checks a directory to share; throws InvalidArgument. */
+export function validateSharedDir(path: string): void {
+  checkSharedDir(path, (what) => {
+    throw invalidArgument(what);
+  });
+}
+
+function checkVirtioFsTag(tag: string, fail: (what: string) => never): void {
+  const bytes = Buffer.byteLength(tag);
+  if (bytes === 0 || bytes > MAX_TAG_BYTES || !/^[A-Za-z0-9._-]+$/.test(tag)) {
+    fail(`virtio-fs tag ${JSON.stringify(tag)} must be 1..${MAX_TAG_BYTES} of [A-Za-z0-9._-]`);
+  }
+}
+
+function checkSharedDir(path: string, fail: (what: string) => never): void {
+  checkPath("shared directory", path, fail);
+  // virtiofsd's `-o source=` is split on commas.
+  if (/[,\\]/.test(path)) fail(`shared directory ${path} contains a comma or backslash`);
+}
+
+function checkVirtiofsd(settings: VirtiofsdSettings, fail: (what: string) => never): void {
+  checkPath("virtiofsd path", settings.daemonPath, fail);
+  if (settings.cache !== "auto" && settings.cache !== "always" && settings.cache !== "none") {
+    fail(`unknown virtio-fs cache mode ${JSON.stringify(settings.cache)}`);
+  }
+  if (settings.threadPoolSize !== undefined && (!Number.isInteger(settings.threadPoolSize) || settings.threadPoolSize < 0)) {
+    fail("virtiofsd threadPoolSize must be a non-negative integer");
+  }
+}
+
+function checkPath(what: string, path: string, fail: (what: string) => never): void {
+  if (path === "" || !isAbsolute(path)) fail(`${what} must be an absolute path, not ${JSON.stringify(path)}`);
+  if (path.includes("\0")) fail(`${what} contains a NUL byte`);
+}
+
+/** Checks a unix socket path, whose length the kernel bounds; throws InvalidArgument. */
+export function validateSocketPath(what: string, path: string): void {
+  checkSocket(what, path, (message) => {
+    throw invalidArgument(message);
+  });
+}
+
+function checkSocket(what: string, path: string, fail: (what: string) => never): void {
+  checkPath(what, path, fail);
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) fail(`${what} ${path} is ${bytes} bytes, more than a unix socket allows (${MAX_SOCKET_PATH_BYTES})`);
+}

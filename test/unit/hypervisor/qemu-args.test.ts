@@ -1,0 +1,238 @@
+import assert from "node:assert/strict";
+import { VmpodError } from "../../../src/common/errors.js";
+import { defaultConfig } from "../../../src/config/defaults.js";
+import { buildQemuArgs, optValue } from "../../../src/hypervisor/qemu-args.js";
+import { vmSpecFromConfig } from "../../../src/hypervisor/spec-from-config.js";
+import { validateSpec, type VmSpec } from "../../../src/hypervisor/spec.js";
+
+const RUN = "/run/vmpod/vms/pod1";
+
+const base: VmSpec = {
+  id: "pod1",
+  qemuPath: "/usr/bin/qemu-system-x86_64",
+  runDir: RUN,
+  machine: "microvm",
+  accel: "tcg",
+  vcpus: 2,
+  memoryMiB: 256,
+  qmpSocket: `${RUN}/qmp.sock`,
+  consoleLog: `${RUN}/console.log`,
+};
+
+const guest = {
+  boot: { kernel: "/guest/vmlinuz", initrd: "/guest/initrd.img", params: ["console=ttyS0", "quiet", "panic=-1"] },
+  rootImage: "/guest/root.erofs",
+  agent: { kind: "virtio-serial", socketPath: `${RUN}/agent.sock`, name: "agent.channel.0" },
+} as const;
+
+const share = {
+  sharedFs: { tag: "vmpod", sourceDir: "/run/vmpod/shared/pod1", socketPath: `${RUN}/vfsd-fs0.sock` },
+  virtiofsd: { daemonPath: "/usr/lib/qemu/virtiofsd", cache: "auto", threadPoolSize: 1 },
+} as const;
+
+const CONTROL = [
+  "-chardev", `socket,id=qmp,path=${RUN}/qmp.sock,server=on,wait=off`,
+  "-mon", "chardev=qmp,mode=control",
+  "-chardev", `file,id=console,path=${RUN}/console.log`,
+  "-serial", "chardev:console",
+];
+
+describe("qemu command line", () => {
+  it("boots a microvm under TCG with root image, agent port and tsc_early_khz", () => {
+    const spec: VmSpec = { ...base, ...guest, tscKhz: 2596136 };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+      "-accel", "tcg,thread=multi",
+      "-smp", "2",
+      "-m", "256M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-global", "virtio-mmio.force-legacy=false",
+      ...CONTROL,
+      "-kernel", "/guest/vmlinuz",
+      "-initrd", "/guest/initrd.img",
+      "-append", "console=ttyS0 quiet panic=-1 tsc_early_khz=2596136",
+      "-blockdev", "driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/guest/root.erofs",
+      "-device", "virtio-blk-device,drive=rootfs,id=rootfs-blk",
+      "-device", "virtio-serial-device,id=vserial",
+      "-chardev", `socket,id=agent,path=${RUN}/agent.sock,server=on,wait=off`,
+      "-device", "virtserialport,bus=vserial.0,chardev=agent,name=agent.channel.0",
+    ]);
+  });
+
+  it("shares a directory on microvm with a memfd backend and vhost-user-fs-device", () => {
+    const spec: VmSpec = { ...base, ...guest, ...share };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
+      "-accel", "tcg,thread=multi",
+      "-smp", "2",
+      "-m", "256M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+      "-global", "virtio-mmio.force-legacy=false",
+      ...CONTROL,
+      "-kernel", "/guest/vmlinuz",
+      "-initrd", "/guest/initrd.img",
+      "-append", "console=ttyS0 quiet panic=-1",
+      "-blockdev", "driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/guest/root.erofs",
+      "-device", "virtio-blk-device,drive=rootfs,id=rootfs-blk",
+      "-device", "virtio-serial-device,id=vserial",
+      "-chardev", `socket,id=agent,path=${RUN}/agent.sock,server=on,wait=off`,
+      "-device", "virtserialport,bus=vserial.0,chardev=agent,name=agent.channel.0",
+      "-chardev", `socket,id=chr-fs0,path=${RUN}/vfsd-fs0.sock`,
+      "-device", "vhost-user-fs-device,id=fs0,chardev=chr-fs0,tag=vmpod,queue-size=1024",
+    ]);
+  });
+
+  it("boots q35 under KVM with PCI devices and no tsc_early_khz", () => {
+    const spec: VmSpec = { ...base, ...guest, machine: "q35", accel: "kvm", vcpus: 1, memoryMiB: 512, tscKhz: 2596136 };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "q35,vmport=off,sata=off",
+      "-accel", "kvm", "-cpu", "host",
+      "-smp", "1",
+      "-m", "512M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      ...CONTROL,
+      "-kernel", "/guest/vmlinuz",
+      "-initrd", "/guest/initrd.img",
+      "-append", "console=ttyS0 quiet panic=-1",
+      "-blockdev", "driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/guest/root.erofs",
+      "-device", "virtio-blk-pci,drive=rootfs,id=rootfs-blk",
+      "-device", "virtio-serial-pci,id=vserial",
+      "-chardev", `socket,id=agent,path=${RUN}/agent.sock,server=on,wait=off`,
+      "-device", "virtserialport,bus=vserial.0,chardev=agent,name=agent.channel.0",
+    ]);
+  });
+
+  it("shares a directory on q35 and leaves root ports for hot-plug", () => {
+    const spec: VmSpec = { ...base, ...guest, ...share, machine: "q35", hotplugPorts: 2 };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "q35,vmport=off,sata=off,memory-backend=mem",
+      "-accel", "tcg,thread=multi",
+      "-smp", "2",
+      "-m", "256M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+      ...CONTROL,
+      "-kernel", "/guest/vmlinuz",
+      "-initrd", "/guest/initrd.img",
+      "-append", "console=ttyS0 quiet panic=-1",
+      "-device", "pcie-root-port,id=hp0,bus=pcie.0,chassis=1",
+      "-device", "pcie-root-port,id=hp1,bus=pcie.0,chassis=2",
+      "-blockdev", "driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/guest/root.erofs",
+      "-device", "virtio-blk-pci,drive=rootfs,id=rootfs-blk",
+      "-device", "virtio-serial-pci,id=vserial",
+      "-chardev", `socket,id=agent,path=${RUN}/agent.sock,server=on,wait=off`,
+      "-device", "virtserialport,bus=vserial.0,chardev=agent,name=agent.channel.0",
+      "-chardev", `socket,id=chr-fs0,path=${RUN}/vfsd-fs0.sock`,
+      "-device", "vhost-user-fs-pci,id=fs0,chardev=chr-fs0,tag=vmpod,queue-size=1024",
+    ]);
+  });
+
+  it("starts paused with firmware only, and shares memory for a later share", () => {
+    const spec: VmSpec = { ...base, machine: "q35", paused: true, sharedMemory: true, vcpus: 1, memoryMiB: 128 };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "q35,vmport=off,sata=off,memory-backend=mem",
+      "-accel", "tcg,thread=multi",
+      "-smp", "1",
+      "-m", "128M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-S",
+      "-object", "memory-backend-memfd,id=mem,size=128M,share=on",
+      ...CONTROL,
+    ]);
+  });
+
+  it("doubles commas inside option values but not in plain arguments", () => {
+    const dir = "/tmp/a,b";
+    const spec: VmSpec = {
+      ...base,
+      qmpSocket: `${dir}/qmp.sock`,
+      consoleLog: `${dir}/console.log`,
+      boot: { kernel: `${dir}/vmlinuz`, params: ["x=1,2"] },
+      rootImage: `${dir}/root.erofs`,
+    };
+    const args = buildQemuArgs(spec);
+    assert.ok(args.includes("socket,id=qmp,path=/tmp/a,,b/qmp.sock,server=on,wait=off"));
+    assert.ok(args.includes("file,id=console,path=/tmp/a,,b/console.log"));
+    assert.ok(args.includes("driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/tmp/a,,b/root.erofs"));
+    assert.ok(args.includes("/tmp/a,b/vmlinuz"));
+    assert.ok(args.includes("x=1,2"));
+    assert.equal(optValue("a,,b"), "a,,,,b");
+  });
+});
+
+describe("vm spec", () => {
+  const invalid = (spec: VmSpec, pattern: RegExp) =>
+    assert.throws(
+      () => validateSpec(spec),
+      (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message),
+    );
+
+  it("refuses bad values with InvalidArgument", () => {
+    invalid({ ...base, id: "../x" }, /id/);
+    invalid({ ...base, vcpus: 0 }, /vcpus/);
+    invalid({ ...base, memoryMiB: 1.5 }, /memoryMiB/);
+    invalid({ ...base, runDir: "relative/dir" }, /runDir/);
+    invalid({ ...base, runDir: "/" }, /runDir/);
+    invalid({ ...base, qmpSocket: `/${"x".repeat(120)}/qmp.sock` }, /unix socket allows/);
+    invalid({ ...base, boot: { kernel: "/k", params: ["ok", " "] } }, /kernel parameter/);
+    invalid({ ...base, ...share, sharedFs: { ...share.sharedFs, tag: "a".repeat(37) } }, /tag/);
+    invalid({ ...base, ...share, sharedFs: { ...share.sharedFs, sourceDir: "/a,b" } }, /comma/);
+    invalid({ ...base, sharedFs: share.sharedFs }, /virtiofsd settings/);
+    invalid({ ...base, hotplugPorts: 1 }, /q35/);
+    invalid({ ...base, tscKhz: -1 }, /tscKhz/);
+  });
+
+  it("is built from the configuration, with the guest's kernel parameters before the configured ones", () => {
+    const config = { ...defaultConfig("/guest").hypervisor, kernelParams: ["debug"] };
+    const spec = vmSpecFromConfig(config, {
+      id: "pod1",
+      runDir: RUN,
+      accel: "tcg",
+      tscKhz: 2000000,
+      kernelParams: ["console=ttyS0"],
+      share: { tag: "vmpod", sourceDir: "/run/vmpod/shared/pod1" },
+    });
+    validateSpec(spec);
+    assert.deepEqual(spec, {
+      id: "pod1",
+      qemuPath: "/usr/bin/qemu-system-x86_64",
+      runDir: RUN,
+      machine: "microvm",
+      accel: "tcg",
+      vcpus: 1,
+      memoryMiB: 256,
+      boot: { kernel: "/guest/vmlinuz", initrd: "/guest/initrd.img", params: ["console=ttyS0", "debug"] },
+      rootImage: "/guest/root.erofs",
+      agent: { kind: "virtio-serial", socketPath: `${RUN}/agent.sock`, name: "agent.channel.0" },
+      sharedFs: { tag: "vmpod", sourceDir: "/run/vmpod/shared/pod1", socketPath: `${RUN}/vfsd-fs0.sock` },
+      virtiofsd: { daemonPath: "/usr/lib/qemu/virtiofsd", cache: "auto", threadPoolSize: 1 },
+      qmpSocket: `${RUN}/qmp.sock`,
+      consoleLog: `${RUN}/console.log`,
+      tscKhz: 2000000,
+    });
+  });
+
+  it("refuses a share when the configuration has no shared file system", () => {
+    const config = { ...defaultConfig("/guest").hypervisor, sharedFs: "none" as const };
+    assert.throws(
+      () => vmSpecFromConfig(config, { id: "p", runDir: RUN, accel: "tcg", share: { tag: "t", sourceDir: "/s" } }),
+      (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument",
+    );
+  });
+});
