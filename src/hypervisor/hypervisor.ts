@@ -53,7 +53,10 @@ export interface Hypervisor {
   start(options?: CallOptions): Promise<void>;
   addDevice(device: HotplugDevice, options?: CallOptions): Promise<void>;
   removeDevice(id: string, options?: CallOptions): Promise<void>;
-  /** Stops the VM and its daemons; idempotent, and a no-op before start. */
+  /**
+   * Stops the VM (a polite request, then by force after the timeout) and its
+   * daemons. Idempotent; once called, start is refused.
+   */
   stop(options?: StopOptions): Promise<void>;
   /** Resolves when the VM process has exited. */
   wait(): Promise<VmExit>;
