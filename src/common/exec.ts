@@ -1,0 +1,29 @@
+/** Running a host command to completion, with its stderr in the error. */
+import { spawn } from "node:child_process";
+import { VmpodError } from "./errors.js";
+
+export interface RunResult {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function run(cmd: string, args: readonly string[], options: { signal?: AbortSignal; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(options.signal ? { signal: options.signal } : {}) });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", (e) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      reject(new VmpodError(code === "ENOENT" ? "FailedPrecondition" : "Internal", `run ${cmd}`, { cause: e }));
+    });
+    child.on("close", (code, signal) => {
+      const stdout = Buffer.concat(out).toString();
+      const stderr = Buffer.concat(err).toString().trim();
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new VmpodError("Internal", `${cmd} ${args.join(" ")} failed (${signal ?? `exit ${code}`})${stderr ? `: ${stderr}` : ""}`));
+    });
+    child.stdin.end(options.input ?? "");
+  });
+}

@@ -1,0 +1,67 @@
+/**
+ * Boots pod VMs from the configuration: what is fixed for the life of the
+ * daemon (acceleration, the guest's kernel parameters, the host's TSC
+ * frequency) is decided once and handed in; each boot gets a fresh
+ * Hypervisor from the factory.
+ */
+import type { Logger } from "../common/log.js";
+import type { Config } from "../config/types.js";
+import type { Hypervisor } from "../hypervisor/hypervisor.js";
+import type { Accel } from "../hypervisor/spec.js";
+import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
+import { sandboxPaths, SHARED_FS_TAG } from "./layout.js";
+import { PodVm } from "./pod-vm.js";
+
+export interface HostFacts {
+  readonly accel: Accel;
+  /** Under TCG, the host's TSC frequency for the guest kernel (see accel.ts). */
+  readonly tscKhz?: number;
+  /** The guest image's own kernel parameters; the configured ones follow. */
+  readonly guestKernelParams: readonly string[];
+}
+
+export interface BootRequest {
+  readonly id: string;
+  readonly hostname: string;
+  readonly dns?: readonly string[];
+  readonly vcpus?: number;
+  readonly memoryMiB?: number;
+  /** Extra kernel parameters for this VM only (the benchmark floor); never pod data. */
+  readonly extraKernelParams?: readonly string[];
+  readonly signal?: AbortSignal;
+}
+
+export class VmEngine {
+  constructor(
+    private readonly config: Config,
+    private readonly host: HostFacts,
+    private readonly newHypervisor: () => Hypervisor,
+    private readonly logger: Logger,
+  ) {}
+
+  async boot(request: BootRequest): Promise<PodVm> {
+    const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
+    const spec = vmSpecFromConfig(this.config.hypervisor, {
+      id: request.id,
+      runDir: paths.vmDir,
+      accel: this.host.accel,
+      ...(this.host.tscKhz === undefined ? {} : { tscKhz: this.host.tscKhz }),
+      ...(request.vcpus === undefined ? {} : { vcpus: request.vcpus }),
+      ...(request.memoryMiB === undefined ? {} : { memoryMiB: request.memoryMiB }),
+      kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
+      ...(this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir } } : {}),
+    });
+    return PodVm.boot({
+      id: request.id,
+      paths,
+      spec,
+      hypervisor: this.newHypervisor(),
+      hostname: request.hostname,
+      ...(request.dns ? { dns: request.dns } : {}),
+      agentDialTimeoutMs: this.config.agent.dialTimeoutMs,
+      agentCallTimeoutMs: this.config.agent.callTimeoutMs,
+      logger: this.logger.child({ pod: request.id }),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+  }
+}

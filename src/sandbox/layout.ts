@@ -1,0 +1,33 @@
+/**
+ * Where a pod VM's host-side files live:
+ *
+ *   <stateRoot>/sandboxes/<id>/
+ *     vm/            the hypervisor's run dir (QMP, agent and virtiofsd sockets, console log)
+ *     shared/        shared with the guest over virtio-fs, mounted there at GUEST_SHARED_DIR
+ *       <cid>/rootfs   a container's root filesystem (a bind mount)
+ */
+import { join } from "node:path";
+
+/** Where the guest mounts the pod's shared directory. */
+export const GUEST_SHARED_DIR = "/run/vmpod/shared";
+/** The virtio-fs tag of the pod's shared directory. */
+export const SHARED_FS_TAG = "vmpod-shared";
+
+export interface SandboxPaths {
+  readonly root: string;
+  readonly vmDir: string;
+  readonly sharedDir: string;
+}
+
+export function sandboxPaths(stateRoot: string, id: string): SandboxPaths {
+  const root = join(stateRoot, "sandboxes", id);
+  return { root, vmDir: join(root, "vm"), sharedDir: join(root, "shared") };
+}
+
+export function containerHostRootfs(paths: SandboxPaths, containerId: string): string {
+  return join(paths.sharedDir, containerId, "rootfs");
+}
+
+export function containerGuestRootfs(containerId: string): string {
+  return `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
+}

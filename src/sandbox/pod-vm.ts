@@ -1,0 +1,252 @@
+/**
+ * One pod's VM and the containers in it: the engine under the CRI server.
+ * Booting is a multi-step create with a rollback stack; stopping is
+ * idempotent and removes every host resource the VM had (processes,
+ * sockets, mounts, directories).
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { VmpodError, messageOf, wrap } from "../common/errors.js";
+import { isSafeId } from "../common/ids.js";
+import type { Logger } from "../common/log.js";
+import { bindMount, makeSharedMountPoint, unmountTree } from "../common/mount.js";
+import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
+import { Rollback } from "../common/rollback.js";
+import type { AgentClient } from "../agent/client.js";
+import { connectAgent } from "../agent/connect.js";
+import { UnixSocketTransport } from "../agent/transport.js";
+import type { ContainerStats } from "../agent/translate.js";
+import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
+import type { VmSpec } from "../hypervisor/spec.js";
+import { readTail } from "../hypervisor/tail.js";
+import { containerGuestRootfs, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
+import { openProcessIo, type ProcessIo } from "./process-io.js";
+
+export interface PodVmOptions {
+  readonly id: string;
+  readonly paths: SandboxPaths;
+  /** The VM to launch; its run dir must be `paths.vmDir`, its share `paths.sharedDir`. */
+  readonly spec: VmSpec;
+  readonly hypervisor: Hypervisor;
+  readonly hostname: string;
+  /** Lines of the guest's /etc/resolv.conf. */
+  readonly dns?: readonly string[];
+  readonly agentDialTimeoutMs: number;
+  readonly agentCallTimeoutMs: number;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal;
+}
+
+/** Milliseconds spent in each phase of a boot. */
+export interface BootTimings {
+  prepareMs: number;
+  vmStartMs: number;
+  agentMs: number;
+  sandboxMs: number;
+}
+
+const STOP_TIMEOUT_MS = 5_000;
+const CONSOLE_TAIL_BYTES = 2_048;
+
+export class PodVm {
+  private stopping: Promise<void> | undefined;
+  private readonly containers = new Set<string>();
+
+  private constructor(
+    readonly id: string,
+    readonly paths: SandboxPaths,
+    readonly timings: BootTimings,
+    private readonly spec: VmSpec,
+    private readonly hypervisor: Hypervisor,
+    private readonly agent: AgentClient,
+    /** Resolves when the VM process exits, whoever stopped it. */
+    readonly exited: Promise<VmExit>,
+    private readonly logger: Logger,
+  ) {}
+
+  static async boot(options: PodVmOptions): Promise<PodVm> {
+    const { paths, hypervisor, logger } = options;
+    if (!isSafeId(options.id)) throw new VmpodError("InvalidArgument", `pod id ${JSON.stringify(options.id)} is not a safe name`);
+    const timings: BootTimings = { prepareMs: 0, vmStartMs: 0, agentMs: 0, sandboxMs: 0 };
+    await using undo = new Rollback();
+    let t = performance.now();
+    const lap = () => {
+      const now = performance.now();
+      const ms = now - t;
+      t = now;
+      return ms;
+    };
+    try {
+      await mkdir(paths.root, { recursive: true, mode: 0o700 });
+      undo.push("remove state dir", () => rm(paths.root, { recursive: true, force: true }));
+      await mkdir(paths.sharedDir, { mode: 0o700 });
+      await makeSharedMountPoint(paths.sharedDir);
+      undo.push("unmount shared dir", () => unmountTree(paths.sharedDir));
+      undo.push("clean up vm", () => hypervisor.cleanup());
+      await hypervisor.prepare(options.spec, signalOpt(options.signal));
+      timings.prepareMs = lap();
+      await hypervisor.start(signalOpt(options.signal));
+      timings.vmStartMs = lap();
+    } catch (err) {
+      throw wrap("boot vm", err);
+    }
+    const exited = hypervisor.wait();
+    const vmGone = new AbortController();
+    void exited.then(() => vmGone.abort(new VmpodError("Unavailable", "the VM exited")));
+    let agent: AgentClient;
+    try {
+      const socket = options.spec.agent?.socketPath;
+      if (!socket) throw new VmpodError("InvalidArgument", "the VM spec has no agent channel");
+      agent = await connectAgent(new UnixSocketTransport(socket), {
+        timeoutMs: options.agentDialTimeoutMs,
+        callTimeoutMs: options.agentCallTimeoutMs,
+        signal: options.signal ? AbortSignal.any([options.signal, vmGone.signal]) : vmGone.signal,
+      });
+      undo.push("close agent", () => agent.close());
+      timings.agentMs = lap();
+      await agent.createSandbox({
+        sandboxId: options.id,
+        hostname: options.hostname,
+        dns: options.dns ?? [],
+        storages: options.spec.sharedFs ? [{ driver: "virtio-fs", source: SHARED_FS_TAG, fstype: "virtiofs", mountPoint: GUEST_SHARED_DIR }] : [],
+      });
+      timings.sandboxMs = lap();
+    } catch (err) {
+      throw await withConsole(options.spec, vmGone.signal.aborted ? new VmpodError("Unavailable", "the VM exited during boot", { cause: err }) : wrap("boot vm", err));
+    }
+    undo.commit();
+    logger.debug("pod vm booted", { ...timings });
+    return new PodVm(options.id, paths, timings, options.spec, hypervisor, agent, exited, logger);
+  }
+
+  /** The agent, for calls this class does not wrap. */
+  get agentClient(): AgentClient {
+    return this.agent;
+  }
+
+  /**
+   * Creates a container from a root filesystem on the host, bind-mounted into
+   * the pod's shared directory; `spec.root` is set here.
+   */
+  async createContainer(containerId: string, rootfsHostDir: string, spec: OciSpec, options: { readonlyRootfs?: boolean } = {}): Promise<void> {
+    this.checkContainerId(containerId);
+    if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none")`);
+    if (this.containers.has(containerId)) throw new VmpodError("AlreadyExists", `container ${containerId} already exists in pod ${this.id}`);
+    const target = containerHostRootfs(this.paths, containerId);
+    await using undo = new Rollback();
+    try {
+      await mkdir(target, { recursive: true, mode: 0o700 });
+      undo.push("remove rootfs dir", () => rm(containerHostRootfs(this.paths, containerId).replace(/\/rootfs$/, ""), { recursive: true, force: true }));
+      await bindMount(rootfsHostDir, target, options.readonlyRootfs ? { readonly: true } : {});
+      undo.push("unmount rootfs", () => unmountTree(target));
+      await this.agent.createContainer({
+        containerId,
+        spec: { ...spec, root: { path: containerGuestRootfs(containerId), readonly: options.readonlyRootfs ?? false } },
+      });
+    } catch (err) {
+      throw wrap(`create container ${containerId}`, err);
+    }
+    undo.commit();
+    this.containers.add(containerId);
+  }
+
+  async startContainer(containerId: string): Promise<void> {
+    await this.agent.startContainer(containerId).catch((err: unknown) => {
+      throw wrap(`start container ${containerId}`, err);
+    });
+  }
+
+  /** The standard streams of a container's first process (execId "") or of an exec'd one. */
+  io(containerId: string, execId: string, options: { stdin?: boolean; terminal?: boolean } = {}): ProcessIo {
+    return openProcessIo(this.agent, containerId, execId, options);
+  }
+
+  async exec(containerId: string, execId: string, process: OciProcess, options: { stdin?: boolean } = {}): Promise<ProcessIo> {
+    this.checkContainerId(containerId);
+    try {
+      await this.agent.execProcess(containerId, execId, process);
+    } catch (err) {
+      throw wrap(`exec in container ${containerId}`, err);
+    }
+    return this.io(containerId, execId, { stdin: options.stdin ?? false, terminal: process.terminal ?? false });
+  }
+
+  async signal(containerId: string, execId: string, signal: number): Promise<void> {
+    await this.agent.signalProcess(containerId, execId, signal).catch((err: unknown) => {
+      throw wrap(`signal ${containerId}`, err);
+    });
+  }
+
+  /** The exit status of a process: the code, or 128 + signal. */
+  async wait(containerId: string, execId = "", options: { signal?: AbortSignal } = {}): Promise<number> {
+    return this.agent.waitProcess(containerId, execId, options).catch((err: unknown) => {
+      throw wrap(`wait for ${containerId}${execId ? `/${execId}` : ""}`, err);
+    });
+  }
+
+  async update(containerId: string, resources: OciResources): Promise<void> {
+    await this.agent.updateContainer(containerId, resources).catch((err: unknown) => {
+      throw wrap(`update container ${containerId}`, err);
+    });
+  }
+
+  async stats(containerId: string): Promise<ContainerStats> {
+    return this.agent.statsContainer(containerId).catch((err: unknown) => {
+      throw wrap(`stats of container ${containerId}`, err);
+    });
+  }
+
+  /** Kills what is left of the container and removes it, in the guest and on the host. */
+  async removeContainer(containerId: string, timeoutSec = 10): Promise<void> {
+    this.checkContainerId(containerId);
+    const failures: unknown[] = [];
+    try {
+      await this.agent.removeContainer(containerId, timeoutSec, { timeoutMs: (timeoutSec + 10) * 1000 });
+    } catch (err) {
+      if (!(err instanceof VmpodError && err.kind === "NotFound")) failures.push(err);
+    }
+    const target = containerHostRootfs(this.paths, containerId);
+    await unmountTree(target).catch((err: unknown) => failures.push(err));
+    await rm(target.replace(/\/rootfs$/, ""), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
+    this.containers.delete(containerId);
+    if (failures.length > 0) throw new VmpodError("Internal", `remove container ${containerId}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });
+  }
+
+  /** Stops every container and the VM, and removes all host state. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const failures: unknown[] = [];
+    if (!this.agent.isClosed) {
+      await this.agent.destroySandbox({ timeoutMs: STOP_TIMEOUT_MS }).catch((err: unknown) => this.logger.debug("destroy sandbox", { err: messageOf(err) }));
+    }
+    this.agent.close();
+    await this.hypervisor.stop({ timeoutMs: STOP_TIMEOUT_MS }).catch((err: unknown) => failures.push(err));
+    await this.hypervisor.cleanup().catch((err: unknown) => failures.push(err));
+    await unmountTree(this.paths.root).catch((err: unknown) => failures.push(err));
+    await rm(this.paths.root, { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
+    if (failures.length > 0) {
+      throw new VmpodError("Internal", `stop pod vm ${this.id}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });
+    }
+  }
+
+  /** The last lines the guest wrote to its console. */
+  consoleTail(): Promise<string> {
+    return readTail(this.spec.consoleLog, CONSOLE_TAIL_BYTES);
+  }
+
+  private checkContainerId(id: string): void {
+    if (!isSafeId(id)) throw new VmpodError("InvalidArgument", `container id ${JSON.stringify(id)} is not a safe name`);
+  }
+}
+
+function signalOpt(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
+}
+
+async function withConsole(spec: VmSpec, err: VmpodError): Promise<VmpodError> {
+  const tail = (await readTail(spec.consoleLog, CONSOLE_TAIL_BYTES)).trim();
+  return tail ? new VmpodError(err.kind, `${err.message}; console: ${tail}`) : err;
+}
