@@ -119,9 +119,10 @@ export class Agent {
       cgroupRoot: this.options.cgroupRoot,
       oom: this.oom,
       consoleSocketPath: () => join(consoleDir, `${++this.consoleSockets}.sock`),
-      storages: new StorageRegistry(libc, this.log),
+      storages: new StorageRegistry(libc, this.log, { modulesReady: this.options.modulesReady }),
       ports: this.ports,
       resolvConf: this.options.resolvConf,
+      hostnameFile: this.options.hostnameFile,
       setHostname: (name) => libc.setHostname(name),
     };
   }

@@ -11,6 +11,10 @@ export interface AgentOptions {
   readonly cgroupRoot: string;
   /** Where CreateSandbox writes the DNS lines (symlinks are followed). */
   readonly resolvConf: string;
+  /** Where CreateSandbox writes the hostname (symlinks are followed). */
+  readonly hostnameFile: string;
+  /** Made by the guest's init once the modules virtio-fs needs are loaded; waited for before such a mount. */
+  readonly modulesReady: string;
   /** Where virtio-serial ports announce their names (tests point it elsewhere). */
   readonly virtioPortsDir: string;
   /** Where the ports' device nodes are. */
@@ -19,7 +23,8 @@ export interface AgentOptions {
 }
 
 export const USAGE = `usage: agent [--listen unix:PATH|serial:NAME] [--state-dir DIR] [--crun PATH]
-             [--cgroup-root DIR] [--resolv-conf PATH] [--virtio-ports-dir DIR] [--dev-dir DIR]
+             [--cgroup-root DIR] [--resolv-conf PATH] [--hostname-file PATH] [--modules-ready PATH]
+             [--virtio-ports-dir DIR] [--dev-dir DIR]
              [--log-level debug|info|warn|error]`;
 
 const DEFAULTS: AgentOptions = {
@@ -28,6 +33,8 @@ const DEFAULTS: AgentOptions = {
   crun: "crun",
   cgroupRoot: "/sys/fs/cgroup",
   resolvConf: "/etc/resolv.conf",
+  hostnameFile: "/etc/hostname",
+  modulesReady: "/run/vmpod/modules-ready",
   virtioPortsDir: "/sys/class/virtio-ports",
   devDir: "/dev",
   logLevel: "info",
@@ -61,6 +68,12 @@ export function parseOptions(args: readonly string[], crunDefault = DEFAULTS.cru
         break;
       case "--resolv-conf":
         out.resolvConf = absolute(name, value());
+        break;
+      case "--hostname-file":
+        out.hostnameFile = absolute(name, value());
+        break;
+      case "--modules-ready":
+        out.modulesReady = absolute(name, value());
         break;
       case "--virtio-ports-dir":
         out.virtioPortsDir = absolute(name, value());

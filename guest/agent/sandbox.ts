@@ -19,6 +19,7 @@ export interface SandboxDeps extends ContainerDeps {
   readonly storages: StorageRegistry;
   readonly ports: PortForwarder;
   readonly resolvConf: string;
+  readonly hostnameFile: string;
   setHostname(name: string): void;
 }
 
@@ -56,7 +57,10 @@ export class Sandbox {
       mountPoints.push(await deps.storages.acquire(s));
       undo.push(`release ${s.mountPoint}`, () => deps.storages.release(s.mountPoint));
     }
-    if (req.hostname !== "") deps.setHostname(req.hostname);
+    if (req.hostname !== "") {
+      deps.setHostname(req.hostname);
+      await writeFileAtomic(await resolveLinkTarget(deps.hostnameFile), `${req.hostname}\n`, 0o644);
+    }
     if (req.dns.length > 0) {
       const target = await resolveLinkTarget(deps.resolvConf);
       await writeFileAtomic(target, req.dns.map((l) => l + "\n").join(""), 0o644);

@@ -29,6 +29,7 @@ export interface MountLibc {
 
 const MNT_DETACH = 2;
 const MOUNT_RETRY_MS = 5000;
+const MODULES_READY_WAIT_MS = 10_000;
 
 const FLAGS: Record<string, number> = {
   ro: 1,
@@ -75,11 +76,16 @@ interface Entry {
 
 export class StorageRegistry {
   private readonly entries = new Map<string, Entry>();
+  private modulesWaited = false;
 
   constructor(
     private readonly libc: MountLibc,
     private readonly log: Logger,
-    private readonly mountRetryMs = MOUNT_RETRY_MS,
+    private readonly options: {
+      /** A file the guest's init makes once the virtiofs module is loaded (it loads while the agent starts). */
+      readonly modulesReady?: string;
+      readonly mountRetryMs?: number;
+    } = {},
   ) {}
 
   /** Mount points in use. */
@@ -156,8 +162,10 @@ export class StorageRegistry {
   }
 
   private async mountVirtioFs(s: StorageSpec): Promise<void> {
+    await this.waitForModules();
     const { flags, data } = parseMountOptions(s.options);
-    const deadline = Date.now() + this.mountRetryMs;
+    const retryMs = this.options.mountRetryMs ?? MOUNT_RETRY_MS;
+    const deadline = Date.now() + retryMs;
     let delay = 20;
     for (;;) {
       try {
@@ -165,11 +173,27 @@ export class StorageRegistry {
         return;
       } catch (err) {
         if (Date.now() >= deadline) {
-          throw new VmpodError("Unavailable", `mount virtio-fs ${s.source} on ${s.mountPoint} (tried for ${this.mountRetryMs} ms)`, { cause: err });
+          throw new VmpodError("Unavailable", `mount virtio-fs ${s.source} on ${s.mountPoint} (tried for ${retryMs} ms)`, { cause: err });
         }
         await sleep(delay);
         delay = Math.min(delay * 2, 250);
       }
     }
+  }
+
+  private async waitForModules(): Promise<void> {
+    const marker = this.options.modulesReady;
+    if (marker === undefined || this.modulesWaited) return;
+    const deadline = Date.now() + MODULES_READY_WAIT_MS;
+    let delay = 10;
+    while (!(await stat(marker).then(() => true, () => false))) {
+      if (Date.now() >= deadline) {
+        this.log.warn("modules are not ready; mounting anyway", { marker, waitedMs: MODULES_READY_WAIT_MS });
+        break;
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 100);
+    }
+    this.modulesWaited = true;
   }
 }

@@ -30,7 +30,8 @@ export interface ByteDevice {
 const READ_CHUNK = 64 * 1024;
 const IDLE_POLL_MIN_MS = 5;
 const IDLE_POLL_MAX_MS = 50;
-const PORT_WAIT_MS = 10_000;
+/** virtio_console may still be loading when the agent starts (under TCG, seconds). */
+const PORT_WAIT_MS = 30_000;
 
 export async function openSerialTransport(
   port: { name: string; portsDir: string; devDir: string },

@@ -36,6 +36,7 @@ describe("guest agent: containers", function () {
     assert.equal(await call.wait("echo", "echo"), 0, "the container id names the first process too");
     assert.equal((await call.read("echo", "")).data.length, 0, "end of stream stays");
     assert.equal(await readFile(`${fx.agent.dir}/resolv.conf`, "utf8"), "nameserver 10.0.0.1\nsearch example.test\n");
+    assert.equal(await readFile(`${fx.agent.dir}/hostname`, "utf8"), "pod-1\n");
     await call.remove("echo");
   });
 

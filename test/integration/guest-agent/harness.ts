@@ -88,7 +88,8 @@ export async function startAgent(extraArgs: readonly string[] = []): Promise<Age
   const socket = join(dir, "agent.sock");
   const stateDir = join(dir, "state");
   const spawned = await spawnAgent([
-    "--listen", `unix:${socket}`, "--state-dir", stateDir, "--resolv-conf", join(dir, "resolv.conf"), "--log-level", "debug", ...extraArgs,
+    "--listen", `unix:${socket}`, "--state-dir", stateDir, "--resolv-conf", join(dir, "resolv.conf"), "--hostname-file", join(dir, "hostname"),
+    "--modules-ready", join(dir, "modules-ready"), "--log-level", "debug", ...extraArgs,
   ]);
   const { process: child, exited } = spawned;
   const conn = await connectWhenReady(socket, exited, spawned.log);
