@@ -9,11 +9,14 @@ export interface RunResult {
 
 export function run(cmd: string, args: readonly string[], options: { signal?: AbortSignal; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(options.signal ? { signal: options.signal } : {}) });
+    const child = spawn(cmd, args, {
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.stdout?.on("data", (b: Buffer) => out.push(b));
+    child.stderr?.on("data", (b: Buffer) => err.push(b));
     child.on("error", (e) => {
       const code = (e as NodeJS.ErrnoException).code;
       reject(new VmpodError(code === "ENOENT" ? "FailedPrecondition" : "Internal", `run ${cmd}`, { cause: e }));
@@ -24,6 +27,9 @@ export function run(cmd: string, args: readonly string[], options: { signal?: Ab
       if (code === 0) resolve({ stdout, stderr });
       else reject(new VmpodError("Internal", `${cmd} ${args.join(" ")} failed (${signal ?? `exit ${code}`})${stderr ? `: ${stderr}` : ""}`));
     });
-    child.stdin.end(options.input ?? "");
+    if (child.stdin) {
+      child.stdin.on("error", () => {}); // a command that exits without reading its input
+      child.stdin.end(options.input);
+    }
   });
 }

@@ -11,6 +11,7 @@ import type { Logger } from "../common/log.js";
 import { bindMount, makeSharedMountPoint, unmountTree } from "../common/mount.js";
 import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { Rollback } from "../common/rollback.js";
+import { sleep } from "../common/time.js";
 import type { AgentClient } from "../agent/client.js";
 import { connectAgent } from "../agent/connect.js";
 import { UnixSocketTransport } from "../agent/transport.js";
@@ -46,6 +47,8 @@ export interface BootTimings {
 
 const STOP_TIMEOUT_MS = 5_000;
 const CONSOLE_TAIL_BYTES = 2_048;
+/** How long a failed boot waits to see whether QEMU is exiting. */
+const EXIT_GRACE_MS = 1_000;
 
 export class PodVm {
   private stopping: Promise<void> | undefined;
@@ -111,7 +114,9 @@ export class PodVm {
       });
       timings.sandboxMs = lap();
     } catch (err) {
-      throw await withConsole(options.spec, vmGone.signal.aborted ? new VmpodError("Unavailable", "the VM exited during boot", { cause: err }) : wrap("boot vm", err));
+      // A dying VM shows first as a reset connection, then as QEMU's exit.
+      const gone = vmGone.signal.aborted || (await Promise.race([exited.then(() => true), sleep(EXIT_GRACE_MS).then(() => false)]));
+      throw await withConsole(options.spec, gone ? new VmpodError("Unavailable", "the VM exited during boot", { cause: err }) : wrap("boot vm", err));
     }
     undo.commit();
     logger.debug("pod vm booted", { ...timings });

@@ -34,7 +34,8 @@ export async function leftovers(root: string): Promise<Leftovers> {
   const mounts = (await mountPoints()).filter((p) => p === root || p.startsWith(root + "/"));
   let files: string[] = [];
   try {
-    files = await readdir(root, { recursive: true });
+    // The layout's own top-level directories may stay, empty.
+    files = (await readdir(root, { recursive: true })).filter((f) => f !== "sandboxes");
   } catch {
     files = [];
   }
