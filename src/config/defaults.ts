@@ -8,7 +8,7 @@ export function defaultConfig(assetDir: string): Config {
   return {
     hypervisor: {
       path: "/usr/bin/qemu-system-x86_64",
-      kernel: `${assetDir}/vmlinuz`,
+      kernel: `${assetDir}/vmlinux`,
       initrd: `${assetDir}/initrd.img`,
       image: `${assetDir}/root.erofs`,
       machineType: "microvm",
