@@ -15,7 +15,9 @@ import { Agent } from "./agent.js";
 import { parseOptions, USAGE } from "./options.js";
 import { CommandRunner } from "./run.js";
 import { registerAgentServices } from "./services.js";
-import { openTransport } from "./transport.js";
+import type { Transport } from "./transport.js";
+import type { Logger } from "../../src/common/log.js";
+import type { AgentOptions } from "./options.js";
 
 // A virtio-serial port keeps one thread-pool thread in a blocking read and
 // may keep another in a write; leave room for the file system work.
@@ -55,6 +57,17 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/** The transport `--listen` names; each is loaded only when chosen. */
+async function openTransport(options: AgentOptions, log: Logger): Promise<Transport> {
+  const listen = options.listen;
+  if (listen.kind === "unix") {
+    const { UnixTransport } = await import("./transport-unix.js");
+    return new UnixTransport(listen.path, log);
+  }
+  const { openSerialTransport } = await import("./transport-serial.js");
+  return openSerialTransport({ name: listen.name, portsDir: options.virtioPortsDir, devDir: options.devDir }, log);
 }
 
 main().catch((err: unknown) => {

@@ -112,6 +112,15 @@ describe("guest agent: containers", function () {
     await call.remove("flood");
   });
 
+  it("answers a wait even when a daemon the process left behind keeps its output open", async () => {
+    await fx.createContainer("daemon", ["sleep", "1000"]);
+    await call.start("daemon");
+    await call.exec("daemon", "spawner", ["sh", "-c", "sleep 1000 & echo started"]);
+    assert.equal(await call.wait("daemon", "spawner"), 0);
+    assert.equal(Buffer.from((await call.read("daemon", "spawner")).data).toString(), "started\n");
+    await call.remove("daemon");
+  });
+
   it("removes a running container, killing what remains", async () => {
     await fx.createContainer("doomed", ["sleep", "1000"]);
     await call.start("doomed");
