@@ -34,8 +34,8 @@ let bundled: Promise<string> | undefined;
 /** Bundles guest/agent/main.ts once per run, as the guest image build does. */
 export function agentBundle(): Promise<string> {
   bundled ??= (async () => {
-    const dir = await mkdtemp(join(tmpdir(), "vmpod-agent-bundle-"));
-    const outfile = join(dir, "agent.js");
+    // Rewritten by every run (.test-artifacts is ignored by git); .cjs: the package is an ES module one.
+    const outfile = join(REPO, ".test-artifacts", "guest-agent", "agent.cjs");
     await build({
       entryPoints: [join(REPO, "guest/agent/main.ts")],
       bundle: true,
@@ -92,7 +92,15 @@ export async function startAgent(extraArgs: readonly string[] = []): Promise<Age
     "--modules-ready", join(dir, "modules-ready"), "--log-level", "debug", ...extraArgs,
   ]);
   const { process: child, exited } = spawned;
-  const conn = await connectWhenReady(socket, exited, spawned.log);
+  let conn: net.Socket;
+  try {
+    conn = await connectWhenReady(socket, exited, spawned.log);
+  } catch (err) {
+    child.kill("SIGKILL");
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const client = new TtrpcClient(conn);
   const cgroupParent = `/vmpod-test-${Math.random().toString(36).slice(2, 10)}`;
   return {
