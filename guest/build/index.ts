@@ -10,8 +10,6 @@ export {
   DEBUG_PARAM,
   FLOOR_PARAM,
   guestKernelParams,
-  hostTscKhz,
-  parseCpuinfoTscKhz,
   type KernelParamOptions,
 } from "./kernel-params.js";
 export { GUEST_LIB_DIR, ROOT_IMAGE_ALIGN } from "./rootfs.js";

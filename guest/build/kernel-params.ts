@@ -2,7 +2,6 @@
  * The guest kernel's command line. It is the same for every pod: anything
  * pod-specific reaches the guest later, through the agent.
  */
-import { readFile } from "node:fs/promises";
 
 /**
  * The base parameters, for microvm and q35 alike, with or without KVM:
@@ -56,7 +55,7 @@ export const CONSOLE_LINES = {
 
 export interface KernelParamOptions {
   /**
-   * The host's TSC frequency in kHz (see hostTscKhz). Under TCG the guest's
+   * The host's TSC frequency in kHz (src/hypervisor/accel.ts, hostTscKhz). Under TCG the guest's
    * TSC is the host's, and the guest's own calibration against the PIT fails
    * on a loaded host (9 boots in 10 here), after which the kernel hangs: pass
    * it whenever the accelerator is TCG. Harmless under KVM, where the TSC
@@ -82,30 +81,4 @@ export function guestKernelParams(options: KernelParamOptions = {}): string[] {
   if (options.debug === true) params.push(DEBUG_PARAM);
   params.push(...(options.extra ?? []));
   return params;
-}
-
-/**
- * The TSC frequency in kHz from the text of /proc/cpuinfo: the "cpu MHz" of the
- * first processor that has a constant TSC. That is the TSC frequency when the
- * host kernel knows it (`tsc_known_freq`, as in a VM) or has no frequency
- * scaling; a host that scales frequency has KVM and needs no TSC hint.
- */
-export function parseCpuinfoTscKhz(cpuinfo: string): number | undefined {
-  for (const block of cpuinfo.split(/\n\s*\n/)) {
-    const flags = /^flags\s*:\s*(.*)$/m.exec(block)?.[1]?.split(/\s+/) ?? [];
-    const mhz = /^cpu MHz\s*:\s*([0-9.]+)\s*$/m.exec(block)?.[1];
-    if (mhz === undefined || !flags.includes("tsc") || !flags.includes("constant_tsc")) continue;
-    const khz = Math.round(Number(mhz) * 1000);
-    if (Number.isFinite(khz) && khz > 0) return khz;
-  }
-  return undefined;
-}
-
-/** The host's TSC frequency in kHz, or undefined if /proc/cpuinfo does not tell. */
-export async function hostTscKhz(cpuinfoPath = "/proc/cpuinfo"): Promise<number | undefined> {
-  try {
-    return parseCpuinfoTscKhz(await readFile(cpuinfoPath, "utf8"));
-  } catch {
-    return undefined;
-  }
 }

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kindOf, messageOf } from "../../../src/common/errors.js";
 import { exists } from "../../../src/common/fs.js";
-import { CONSOLE_LINES, ensureGuestImage, guestKernelParams, hostTscKhz, type GuestImage } from "../../../guest/build/index.js";
+import { CONSOLE_LINES, ensureGuestImage, guestKernelParams, type GuestImage } from "../../../guest/build/index.js";
+import { hostTscKhz } from "../../../src/hypervisor/accel.js";
 import { bootGuest, processesMentioning, type BootResult } from "./boot.js";
 
 const REPO = join(import.meta.dirname, "../../..");

@@ -4,19 +4,8 @@ import {
   DEBUG_PARAM,
   FLOOR_PARAM,
   guestKernelParams,
-  parseCpuinfoTscKhz,
 } from "../../../guest/build/kernel-params.js";
 
-const CPUINFO = `processor\t: 0
-vendor_id\t: AuthenticAMD
-model name\t: AMD EPYC
-cpu MHz\t\t: 2596.136
-flags\t\t: fpu vme de pse tsc msr pae constant_tsc rep_good nonstop_tsc tsc_known_freq
-
-processor\t: 1
-cpu MHz\t\t: 2596.136
-flags\t\t: fpu tsc constant_tsc
-`;
 
 describe("guest kernel params", () => {
   it("has the console, the reboot method and nothing pod-specific", () => {
@@ -37,11 +26,5 @@ describe("guest kernel params", () => {
     ]);
     assert.throws(() => guestKernelParams({ tscKhz: 0 }), RangeError);
     assert.throws(() => guestKernelParams({ tscKhz: 1.5 }), RangeError);
-  });
-
-  it("reads the TSC frequency from /proc/cpuinfo when the TSC is constant", () => {
-    assert.equal(parseCpuinfoTscKhz(CPUINFO), 2596136);
-    assert.equal(parseCpuinfoTscKhz(CPUINFO.replace(/ constant_tsc/g, "")), undefined);
-    assert.equal(parseCpuinfoTscKhz("processor\t: 0\nflags\t: tsc constant_tsc\n"), undefined);
   });
 });

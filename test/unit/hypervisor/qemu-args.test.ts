@@ -217,7 +217,7 @@ describe("vm spec", () => {
       accel: "tcg",
       vcpus: 1,
       memoryMiB: 256,
-      boot: { kernel: "/guest/vmlinuz", initrd: "/guest/initrd.img", params: ["console=ttyS0", "debug"] },
+      boot: { kernel: "/guest/vmlinux", initrd: "/guest/initrd.img", params: ["console=ttyS0", "debug"] },
       rootImage: "/guest/root.erofs",
       agent: { kind: "virtio-serial", socketPath: `${RUN}/agent.sock`, name: "agent.channel.0" },
       sharedFs: { tag: "vmpod", sourceDir: "/run/vmpod/shared/pod1", socketPath: `${RUN}/vfsd-fs0.sock` },
