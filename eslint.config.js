@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "src/gen/**", "guest/out/**", "node_modules/**"] },
+  { ignores: ["dist/**", "src/gen/**", "guest/out/**", "node_modules/**", ".test-artifacts/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
