@@ -8,6 +8,8 @@
  *   cold_start_ms  start VM → agent answers Check        floor: start → VM stopped at the floor
  *   idle_rss_mb    QEMU + virtiofsd RSS, idle VM with one idle container
  *                                                        floor: peak RSS of the same during a floor boot
+ *   idle_pss_mb    the same as PSS: virtiofsd maps the guest's memory too, so
+ *                  RSS counts those pages twice and PSS once
  */
 import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -41,10 +43,12 @@ export async function run(): Promise<void> {
     const cold: number[] = [];
     const floor: number[] = [];
     const floorRss: number[] = [];
+    const floorPss: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const f = await floorBoot(config, host, `floor${i}`);
       floor.push(f.ms);
-      floorRss.push(f.peakRssMb);
+      floorRss.push(f.peak.rss);
+      floorPss.push(f.peak.pss);
       const vm = await engine.boot({ id: `cold${i}`, hostname: "bench" });
       cold.push(vm.timings.prepareMs + vm.timings.vmStartMs + vm.timings.agentMs);
       await vm.stop();
@@ -61,15 +65,10 @@ export async function run(): Promise<void> {
       });
       await vm.startContainer("idle");
       await new Promise((resolve) => setTimeout(resolve, 3_000));
-      const rss = await rssMbOf(vm.paths.vmDir);
-      emit({
-        bench: "vm-start",
-        metric: "idle_rss_mb",
-        value: rss,
-        unit: "MiB",
-        floor: median(floorRss),
-        note: `${config.hypervisor.defaultMemory} MiB guest; floor is the peak during a floor boot`,
-      });
+      const mem = await memoryOf(vm.paths.vmDir);
+      const note = `${config.hypervisor.defaultMemory} MiB guest; floor is the peak during a floor boot`;
+      emit({ bench: "vm-start", metric: "idle_rss_mb", value: mem.rss, unit: "MiB", floor: median(floorRss), note });
+      emit({ bench: "vm-start", metric: "idle_pss_mb", value: mem.pss, unit: "MiB", floor: median(floorPss), note });
     } finally {
       await vm.stop();
     }
@@ -79,7 +78,7 @@ export async function run(): Promise<void> {
 }
 
 /** A bare boot of the same VM, stopped by the guest's init where it would start the agent. */
-async function floorBoot(config: Config, host: HostFacts, id: string): Promise<{ ms: number; peakRssMb: number }> {
+async function floorBoot(config: Config, host: HostFacts, id: string): Promise<{ ms: number; peak: Memory }> {
   const paths = sandboxPaths(config.runtime.stateRoot, id);
   const spec = vmSpecFromConfig(config.hypervisor, {
     id,
@@ -91,7 +90,7 @@ async function floorBoot(config: Config, host: HostFacts, id: string): Promise<{
   });
   await mkdir(paths.sharedDir, { recursive: true });
   const hv = new QemuHypervisor();
-  let peak = 0;
+  const peak: Memory = { rss: 0, pss: 0 };
   const t0 = performance.now();
   try {
     await hv.prepare(spec);
@@ -100,29 +99,37 @@ async function floorBoot(config: Config, host: HostFacts, id: string): Promise<{
     let done = false;
     void exited.then(() => (done = true));
     while (!done) {
-      peak = Math.max(peak, await rssMbOf(paths.vmDir));
+      const now = await memoryOf(paths.vmDir);
+      peak.rss = Math.max(peak.rss, now.rss);
+      peak.pss = Math.max(peak.pss, now.pss);
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 50))]);
     }
-    return { ms: performance.now() - t0, peakRssMb: peak };
+    return { ms: performance.now() - t0, peak };
   } finally {
     await hv.cleanup();
     await rm(paths.root, { recursive: true, force: true });
   }
 }
 
-/** RSS in MiB of every process whose command line mentions `dir` (QEMU and virtiofsd of one VM). */
-async function rssMbOf(dir: string): Promise<number> {
-  let kb = 0;
+interface Memory {
+  rss: number;
+  pss: number;
+}
+
+/** RSS and PSS in MiB of every process whose command line mentions `dir` (QEMU and virtiofsd of one VM). */
+async function memoryOf(dir: string): Promise<Memory> {
+  const kb = { rss: 0, pss: 0 };
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const cmdline = await readFile(`/proc/${name}/cmdline`, "utf8");
       if (!cmdline.includes(dir)) continue;
-      const status = await readFile(`/proc/${name}/status`, "utf8");
-      kb += Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      const rollup = await readFile(`/proc/${name}/smaps_rollup`, "utf8");
+      kb.rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+      kb.pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
     } catch {
       // gone
     }
   }
-  return kb / 1024;
+  return { rss: kb.rss / 1024, pss: kb.pss / 1024 };
 }
