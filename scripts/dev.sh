@@ -27,7 +27,9 @@ install_packages() {
 
 install_node_modules() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+    # Not `npm ci`: the lock file lacks the optional platform builds of buf
+    # that the registry here does not carry, which npm ci refuses.
+    npm install --no-audit --no-fund --loglevel=error
   fi
 }
 
