@@ -45,7 +45,7 @@ describe("qemu command line", () => {
     assert.deepEqual(buildQemuArgs(spec), [
       "-name", "vmpod-pod1",
       "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
-      "-accel", "tcg,thread=multi",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
       "-smp", "2",
       "-m", "256M",
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -69,7 +69,7 @@ describe("qemu command line", () => {
     assert.deepEqual(buildQemuArgs(spec), [
       "-name", "vmpod-pod1",
       "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
-      "-accel", "tcg,thread=multi",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
       "-smp", "2",
       "-m", "256M",
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -119,7 +119,7 @@ describe("qemu command line", () => {
     assert.deepEqual(buildQemuArgs(spec), [
       "-name", "vmpod-pod1",
       "-machine", "q35,vmport=off,sata=off,memory-backend=mem",
-      "-accel", "tcg,thread=multi",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
       "-smp", "2",
       "-m", "256M",
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -147,7 +147,7 @@ describe("qemu command line", () => {
     assert.deepEqual(buildQemuArgs(spec), [
       "-name", "vmpod-pod1",
       "-machine", "q35,vmport=off,sata=off,memory-backend=mem",
-      "-accel", "tcg,thread=multi",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
       "-smp", "1",
       "-m", "128M",
       "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
