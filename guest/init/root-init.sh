@@ -12,7 +12,7 @@ export HOME=/root
 umask 022
 cd /
 
-# KERNEL_VERSION, MODULES_AGENT, MODULES_LATER (written by the build).
+# KERNEL_VERSION, MODULES_AGENT, MODULES_LATER, NODE_FLAGS (written by the build).
 . /usr/lib/vmpod/init.conf
 
 say() {
@@ -92,7 +92,7 @@ case " $cmdline " in
 	;;
 esac
 
-/usr/bin/node /usr/lib/vmpod/agent.js
+/usr/bin/node $NODE_FLAGS /usr/lib/vmpod/agent.js
 status=$?
 say "agent exited with status $status"
 stop

@@ -34,6 +34,11 @@ describe("guest image layout", () => {
     assert.match(conf, /^MODULES_LATER="overlay\.ko"$/m);
   });
 
+  it("starts the agent's node with V8's interpreter only, no WebAssembly warning", () => {
+    const conf = rootInitConfig({ kernel: { path: "/boot/vmlinuz-6.1.0-56-cloud-amd64", version: "6.1.0-56-cloud-amd64" }, modules: MODULES });
+    assert.match(conf, /^NODE_FLAGS="--jitless --no-expose-wasm"$/m);
+  });
+
   it("makes a fixed UUID from the image hash", () => {
     assert.equal(uuidFromHash("0123456789abcdef0123456789abcdefffff"), "01234567-89ab-cdef-0123-456789abcdef");
   });
