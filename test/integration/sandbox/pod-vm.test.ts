@@ -123,6 +123,40 @@ describe("pod VM engine (real QEMU)", function () {
       await vm.removeContainer("c-tty");
     });
 
+    it("shares the pod's hostname, clock and fresh random seed with its containers", async () => {
+      const agent = vm.agentClient;
+      await agent.setGuestDateTime(new Date());
+      await agent.reseedRandomDev(new Uint8Array(64).fill(7));
+      await vm.createContainer("c-host", rootfsDir, spec(["sh", "-c", "hostname; date +%s"]));
+      const io = vm.io("c-host", "");
+      await vm.startContainer("c-host");
+      const [out, status] = await Promise.all([readAll(io.stdout), io.wait()]);
+      const [hostname, seconds] = out.trim().split("\n");
+      assert.equal(hostname, "pod-one");
+      assert.ok(Math.abs(Number(seconds) - Date.now() / 1000) < 5, `guest clock ${seconds} is near the host's`);
+      assert.equal(status, 0);
+      await vm.removeContainer("c-host");
+    });
+
+    it("reads a container's cgroup stats, applies new limits, and reports an OOM kill", async () => {
+      await vm.createContainer("c-mem", rootfsDir, {
+        ...spec(["sh", "-c", "read go; head -c 200000000 /dev/zero | tail"]),
+        linux: { ...spec([]).linux, resources: { memory: { limit: 256 * 1024 * 1024 } } },
+      });
+      const io = vm.io("c-mem", "", { stdin: true });
+      await vm.startContainer("c-mem");
+      const stats = await vm.stats("c-mem");
+      assert.ok(stats.memoryUsageBytes > 0n, "memory usage is read from the guest's cgroup");
+      assert.equal(stats.memoryLimitBytes, 256n * 1024n * 1024n);
+      await vm.update("c-mem", { memory: { limit: 24 * 1024 * 1024 } });
+      assert.equal((await vm.stats("c-mem")).memoryLimitBytes, 24n * 1024n * 1024n);
+      const oom = vm.agentClient.nextOomEvent();
+      io.stdin!.end("go\n");
+      assert.equal(await oom, "c-mem");
+      assert.equal(await io.wait(), 128 + 9);
+      await vm.removeContainer("c-mem");
+    });
+
     it("refuses bad ids and unknown processes with clear errors", async () => {
       await assert.rejects(vm.createContainer("../evil", rootfsDir, spec(["true"])), (e: unknown) => e instanceof VmpodError && e.kind === "InvalidArgument");
       await assert.rejects(vm.wait("no-such-container"), (e: unknown) => e instanceof VmpodError && e.kind === "NotFound" && /no-such-container/.test(e.message));
