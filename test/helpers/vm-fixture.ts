@@ -24,6 +24,8 @@ export interface VmFixture {
   readonly logger: Logger;
   /** Boots a VM that `release` (or the fixture's teardown) stops. */
   boot(id: string, overrides?: { hostname?: string; extraKernelParams?: readonly string[] }): Promise<PodVm>;
+  /** Copies the console logs of the live VMs into .test-artifacts/, named after `title`. */
+  keepConsoles(title: string): Promise<void>;
   /** Stops the VMs this fixture booted, keeping their console logs first if `failed`. */
   release(failed: boolean, title: string): Promise<void>;
   dispose(): Promise<void>;
@@ -61,16 +63,17 @@ export async function vmFixture(options: { configure?: (config: Config) => Confi
       live.push(vm);
       return vm;
     },
-    async release(failed, title) {
-      const vms = live.splice(0);
-      if (failed) {
-        const dir = join(process.cwd(), ".test-artifacts");
-        await mkdir(dir, { recursive: true });
-        for (const vm of vms) {
-          const name = `${title.replace(/[^A-Za-z0-9]+/g, "-").slice(0, 60)}-${vm.id}.console.log`;
-          await copyFile(join(vm.paths.vmDir, "console.log"), join(dir, name)).catch(() => {});
-        }
+    async keepConsoles(title) {
+      const dir = join(process.cwd(), ".test-artifacts");
+      await mkdir(dir, { recursive: true });
+      for (const vm of live) {
+        const name = `${title.replace(/[^A-Za-z0-9]+/g, "-").slice(0, 60)}-${vm.id}.console.log`;
+        await copyFile(join(vm.paths.vmDir, "console.log"), join(dir, name)).catch(() => {});
       }
+    },
+    async release(failed, title) {
+      if (failed) await fixture.keepConsoles(title);
+      const vms = live.splice(0);
       await Promise.all(vms.map((vm) => vm.stop()));
     },
     async dispose() {

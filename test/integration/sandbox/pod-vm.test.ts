@@ -69,7 +69,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     afterEach(async function () {
-      if (this.currentTest?.state === "failed") await fx.release(true, this.currentTest.fullTitle());
+      if (this.currentTest?.state === "failed") await fx.keepConsoles(this.currentTest.fullTitle());
     });
 
     it("runs echo hello: stdout is hello, exit code 0", async () => {
@@ -112,12 +112,19 @@ describe("pod VM engine (real QEMU)", function () {
       await vm.startContainer("c-tty");
       const io = await vm.exec("c-tty", "t1", proc(["sh", "-c", "tty; read x; stty size"], { terminal: true, consoleSize: { height: 24, width: 80 } }), { stdin: true });
       assert.equal(io.stderr, undefined);
-      const output = readAll(io.stdout);
+      let text = "";
+      const ended = new Promise<void>((resolve, reject) => {
+        io.stdout.on("data", (chunk: Buffer) => (text += chunk.toString().replace(/\r/g, "")));
+        io.stdout.on("end", resolve);
+        io.stdout.on("error", reject);
+      });
+      // The terminal echoes input: send it only once the first line is out.
+      while (!/\n/.test(text)) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.match(text, /^\/dev\/pts\/\d+\n/);
       await io.resize(33, 101);
       io.stdin!.write("go\n");
       const status = await io.wait();
-      const text = (await output).replace(/\r/g, "");
-      assert.match(text, /^\/dev\/pts\/\d+\n/m);
+      await ended;
       assert.match(text, /^33 101$/m);
       assert.equal(status, 0);
       await vm.removeContainer("c-tty");
