@@ -81,8 +81,10 @@ async function main(): Promise<number> {
       if (command === "serve") logger.warn("the CRI server is not built yet: running the engine's smoke path instead");
       const engine = await engineFor(config, logger);
       const scratch = await mkdtemp(join(tmpdir(), "vmpod-smoke-"));
+      const interrupted = new AbortController();
+      for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => interrupted.abort(new VmpodError("Canceled", `interrupted by ${sig}`)));
       try {
-        const report = await runSmoke(engine, { id: `smoke-${newId().slice(0, 8)}`, scratchDir: scratch });
+        const report = await runSmoke(engine, { id: `smoke-${newId().slice(0, 8)}`, scratchDir: scratch, signal: interrupted.signal });
         process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       } finally {
         await rm(scratch, { recursive: true, force: true });

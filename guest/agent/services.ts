@@ -213,7 +213,11 @@ function statsToProto(s: CgroupStats): MessageInitShape<typeof CgroupStatsSchema
   };
 }
 
-/** Registers `impl`, logging every call (failures with their kind; unexpected ones with their stack). */
+/**
+ * Registers `impl`, logging every call: successes at debug (the log is the
+ * serial console, slow under TCG), failures with their kind, unexpected ones
+ * with their stack.
+ */
 function serve<S extends GenServiceMethods>(server: TtrpcServer, log: Logger, service: GenService<S>, impl: Partial<ServiceImpl<S>>): void {
   const out: Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>> = {};
   for (const [name, handler] of Object.entries(impl as Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>>)) {
@@ -221,7 +225,7 @@ function serve<S extends GenServiceMethods>(server: TtrpcServer, log: Logger, se
       const start = performance.now();
       try {
         const result = await handler(req, ctx);
-        if (!QUIET.has(name)) log.info("rpc", { method: name, ms: Math.round(performance.now() - start) });
+        if (!QUIET.has(name)) log.debug("rpc", { method: name, ms: Math.round(performance.now() - start) });
         return result;
       } catch (err) {
         const kind = kindOf(err);

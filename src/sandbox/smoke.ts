@@ -37,10 +37,13 @@ export async function makeBusyboxRootfs(dir: string, busybox = "/bin/busybox"): 
   return dir;
 }
 
-export async function runSmoke(engine: VmEngine, options: { id: string; scratchDir: string }): Promise<SmokeReport> {
+/** Runs the smoke path; `signal` (SIGINT, SIGTERM) stops the VM and ends it early. */
+export async function runSmoke(engine: VmEngine, options: { id: string; scratchDir: string; signal?: AbortSignal }): Promise<SmokeReport> {
   const start = performance.now();
   const rootfs = await makeBusyboxRootfs(join(options.scratchDir, "rootfs"));
-  const vm = await engine.boot({ id: options.id, hostname: options.id });
+  const vm = await engine.boot({ id: options.id, hostname: options.id, ...(options.signal ? { signal: options.signal } : {}) });
+  const interrupt = () => void vm.stop().catch(() => {});
+  options.signal?.addEventListener("abort", interrupt, { once: true });
   try {
     const process = (args: string[]): OciProcess => ({ args, env: ["PATH=/bin"], cwd: "/", user: { uid: 0, gid: 0 } });
     const t = performance.now();
@@ -55,7 +58,8 @@ export async function runSmoke(engine: VmEngine, options: { id: string; scratchD
     const containerRunMs = performance.now() - t;
     const exec = await vm.exec("smoke", "exec-1", process(["sh", "-c", "echo exec sees $(ls /bin | wc -l) applets"]));
     const [execOutput, execExit] = await Promise.all([readAll(exec.stdout), exec.wait()]);
-    await vm.signal("smoke", "", 15);
+    // The container's first process is PID 1 of its namespace: SIGTERM, unhandled, is ignored.
+    await vm.signal("smoke", "", 9);
     const [containerOutput, containerExit] = await Promise.all([readAll(io.stdout), io.wait()]);
     await vm.removeContainer("smoke");
     return {
@@ -69,6 +73,7 @@ export async function runSmoke(engine: VmEngine, options: { id: string; scratchD
       totalMs: Math.round(performance.now() - start),
     };
   } finally {
+    options.signal?.removeEventListener("abort", interrupt);
     await vm.stop();
   }
 }
