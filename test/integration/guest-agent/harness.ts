@@ -12,8 +12,9 @@
  * the guest's).
  */
 import assert from "node:assert/strict";
+import { makeBusyboxRootfs as makeRootfs } from "../../../src/sandbox/smoke.js";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -176,15 +177,10 @@ export async function descendants(pid: number): Promise<string[]> {
   return out;
 }
 
-/** A busybox root filesystem: /bin/busybox and its applets. */
+/** A busybox root filesystem (the smoke path's), with /www for httpd. */
 export async function makeBusyboxRootfs(rootfs: string): Promise<void> {
-  await mkdir(join(rootfs, "bin"), { recursive: true });
-  for (const d of ["proc", "dev", "sys", "tmp", "etc", "www"]) await mkdir(join(rootfs, d), { recursive: true });
-  await copyFile("/bin/busybox", join(rootfs, "bin/busybox"));
-  for (const applet of ["sh", "echo", "cat", "sleep", "tty", "stty", "head", "nc", "httpd", "true", "false", "ls", "kill", "wc", "yes", "dd"]) {
-    await symlink("busybox", join(rootfs, "bin", applet));
-  }
-  assert.ok((await stat(join(rootfs, "bin/busybox"))).size > 0);
+  await makeRootfs(rootfs);
+  await mkdir(join(rootfs, "www"), { recursive: true });
 }
 
 const CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
