@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { BASE_KERNEL_PARAMS } from "../guest/build/kernel-params.js";
 import { messageOf, VmpodError } from "./common/errors.js";
-import { exists } from "./common/fs.js";
+import { exists, findRepoRoot } from "./common/fs.js";
 import { newId } from "./common/ids.js";
 import { createLogger, type Logger } from "./common/log.js";
 import { defaultConfig } from "./config/defaults.js";
@@ -26,18 +26,6 @@ import { VmEngine } from "./sandbox/engine.js";
 import { runSmoke } from "./sandbox/smoke.js";
 
 const SYSTEM_CONFIG = "/etc/vmpod/configuration.toml";
-
-async function repoRoot(): Promise<string> {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    try {
-      const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as { name?: unknown };
-      if (pkg.name === "vmpod") return dir;
-    } catch {
-      // not here
-    }
-    if (dirname(dir) === dir) throw new VmpodError("FailedPrecondition", "cannot find vmpod's package.json");
-  }
-}
 
 async function loadConfig(explicit: string | undefined, assetDir: string, logger: Logger): Promise<{ config: Config; source: string }> {
   const chosen = explicit ?? process.env.VMPOD_CONFIG ?? ((await exists(SYSTEM_CONFIG)) ? SYSTEM_CONFIG : undefined);
@@ -65,7 +53,7 @@ async function main(): Promise<number> {
     options: { config: { type: "string" }, debug: { type: "boolean", default: false } },
   });
   const command = positionals[0] ?? "serve";
-  const root = await repoRoot();
+  const root = await findRepoRoot(dirname(fileURLToPath(import.meta.url)));
   if (command === "version") {
     const pkg = JSON.parse(await readFile(join(root, "package.json"), "utf8")) as { version: string };
     process.stdout.write(`vmpod ${pkg.version}\n`);

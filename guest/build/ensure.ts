@@ -10,6 +10,7 @@ import { mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, utimes }
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { failedPrecondition, wrap } from "../../src/common/errors.js";
+import { findRepoRoot } from "../../src/common/fs.js";
 import { buildImage, IMAGE_FILES, type BuildSettings, type GuestManifest } from "./build.js";
 import { hashInputs } from "./hash.js";
 import { collectSources, hashInputsOf, type SourceOptions } from "./inputs.js";
@@ -207,18 +208,5 @@ async function prune(outDir: string, keep: number, inUse: string): Promise<void>
   for (const image of images.slice(keep)) {
     if (image.name === current || image.name === inUse) continue;
     await rm(join(outDir, image.name), { recursive: true, force: true });
-  }
-}
-
-/** The nearest directory above `start` holding the vmpod package.json. */
-export async function findRepoRoot(start: string): Promise<string> {
-  for (let dir = start; ; dir = dirname(dir)) {
-    try {
-      const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as { name?: unknown };
-      if (pkg.name === "vmpod") return dir;
-    } catch {
-      // not here
-    }
-    if (dirname(dir) === dir) throw failedPrecondition(`no vmpod package.json above ${start}`);
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
+import { failedPrecondition } from "./errors.js";
 
 /** Writes a file atomically: a temporary file beside it, fsync, rename, fsync of the directory. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
@@ -34,5 +35,18 @@ export async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** The nearest directory at or above `start` holding vmpod's package.json. */
+export async function findRepoRoot(start: string): Promise<string> {
+  for (let dir = start; ; dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8")) as { name?: unknown };
+      if (pkg.name === "vmpod") return dir;
+    } catch {
+      // not here
+    }
+    if (dirname(dir) === dir) throw failedPrecondition(`no vmpod package.json above ${start}`);
   }
 }

@@ -24,8 +24,13 @@ export function sandboxPaths(stateRoot: string, id: string): SandboxPaths {
   return { root, vmDir: join(root, "vm"), sharedDir: join(root, "shared") };
 }
 
+/** A container's directory in the pod's shared directory. */
+export function containerHostDir(paths: SandboxPaths, containerId: string): string {
+  return join(paths.sharedDir, containerId);
+}
+
 export function containerHostRootfs(paths: SandboxPaths, containerId: string): string {
-  return join(paths.sharedDir, containerId, "rootfs");
+  return join(containerHostDir(paths, containerId), "rootfs");
 }
 
 export function containerGuestRootfs(containerId: string): string {

@@ -19,7 +19,7 @@ import type { ContainerStats } from "../agent/translate.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
 import { readTail } from "../hypervisor/tail.js";
-import { containerGuestRootfs, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
+import { containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { openProcessIo, type ProcessIo } from "./process-io.js";
 
 export interface PodVmOptions {
@@ -140,7 +140,7 @@ export class PodVm {
     await using undo = new Rollback();
     try {
       await mkdir(target, { recursive: true, mode: 0o700 });
-      undo.push("remove rootfs dir", () => rm(containerHostRootfs(this.paths, containerId).replace(/\/rootfs$/, ""), { recursive: true, force: true }));
+      undo.push("remove container dir", () => rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }));
       await bindMount(rootfsHostDir, target, options.readonlyRootfs ? { readonly: true } : {});
       undo.push("unmount rootfs", () => unmountTree(target));
       await this.agent.createContainer({
@@ -211,7 +211,7 @@ export class PodVm {
     }
     const target = containerHostRootfs(this.paths, containerId);
     await unmountTree(target).catch((err: unknown) => failures.push(err));
-    await rm(target.replace(/\/rootfs$/, ""), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
+    await rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
     this.containers.delete(containerId);
     if (failures.length > 0) throw new VmpodError("Internal", `remove container ${containerId}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });
   }
