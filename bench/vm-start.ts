@@ -20,9 +20,7 @@ import { defaultConfig } from "../src/config/defaults.js";
 import type { Config } from "../src/config/types.js";
 import { chooseAccel, hostTscKhz } from "../src/hypervisor/accel.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu.js";
-import { vmSpecFromConfig } from "../src/hypervisor/spec-from-config.js";
 import { VmEngine, type HostFacts } from "../src/sandbox/engine.js";
-import { sandboxPaths, SHARED_FS_TAG } from "../src/sandbox/layout.js";
 import { makeBusyboxRootfs } from "../src/sandbox/smoke.js";
 import { emit, median } from "./report.js";
 
@@ -45,7 +43,7 @@ export async function run(): Promise<void> {
     const floorRss: number[] = [];
     const floorPss: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const f = await floorBoot(config, host, `floor${i}`);
+      const f = await floorBoot(engine, `floor${i}`);
       floor.push(f.ms);
       floorRss.push(f.peak.rss);
       floorPss.push(f.peak.pss);
@@ -78,16 +76,8 @@ export async function run(): Promise<void> {
 }
 
 /** A bare boot of the same VM, stopped by the guest's init where it would start the agent. */
-async function floorBoot(config: Config, host: HostFacts, id: string): Promise<{ ms: number; peak: Memory }> {
-  const paths = sandboxPaths(config.runtime.stateRoot, id);
-  const spec = vmSpecFromConfig(config.hypervisor, {
-    id,
-    runDir: paths.vmDir,
-    accel: host.accel,
-    ...(host.tscKhz === undefined ? {} : { tscKhz: host.tscKhz }),
-    kernelParams: [...host.guestKernelParams, FLOOR_PARAM],
-    share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir },
-  });
+async function floorBoot(engine: VmEngine, id: string): Promise<{ ms: number; peak: Memory }> {
+  const { paths, spec } = engine.vmFor({ id, extraKernelParams: [FLOOR_PARAM] });
   await mkdir(paths.sharedDir, { recursive: true });
   const hv = new QemuHypervisor();
   const peak: Memory = { rss: 0, pss: 0 };

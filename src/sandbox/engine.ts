@@ -7,9 +7,9 @@
 import type { Logger } from "../common/log.js";
 import type { Config } from "../config/types.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
-import type { Accel } from "../hypervisor/spec.js";
+import type { Accel, VmSpec } from "../hypervisor/spec.js";
 import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
-import { sandboxPaths, SHARED_FS_TAG } from "./layout.js";
+import { sandboxPaths, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { PodVm } from "./pod-vm.js";
 
 export interface HostFacts {
@@ -39,7 +39,8 @@ export class VmEngine {
     private readonly logger: Logger,
   ) {}
 
-  async boot(request: BootRequest): Promise<PodVm> {
+  /** The VM a boot of `request` launches, and where its files go. */
+  vmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal">): { paths: SandboxPaths; spec: VmSpec } {
     const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
     const spec = vmSpecFromConfig(this.config.hypervisor, {
       id: request.id,
@@ -51,6 +52,11 @@ export class VmEngine {
       kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
       ...(this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir } } : {}),
     });
+    return { paths, spec };
+  }
+
+  async boot(request: BootRequest): Promise<PodVm> {
+    const { paths, spec } = this.vmFor(request);
     return PodVm.boot({
       id: request.id,
       paths,
