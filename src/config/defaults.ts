@@ -18,7 +18,8 @@ export function defaultConfig(assetDir: string): Config {
       accel: "auto",
       sharedFs: "virtio-fs",
       virtioFsDaemon: "/usr/lib/qemu/virtiofsd",
-      blockDeviceDriver: "virtio-blk",
+      blockDeviceDriver: "virtio-scsi",
+      disableBlockDeviceUse: true,
     },
     agent: {
       dialTimeoutMs: 90_000,
@@ -27,6 +28,13 @@ export function defaultConfig(assetDir: string): Config {
     runtime: {
       stateRoot: "/run/vmpod",
       logLevel: "info",
+    },
+    image: {
+      root: "/var/lib/vmpod/image",
+      platform: "linux/amd64",
+      maxConcurrentDownloads: 3,
+      sandboxImage: "registry.k8s.io/pause:3.10",
+      registries: {},
     },
   };
 }

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { parse } from "smol-toml";
 import { VmpodError, messageOf } from "../common/errors.js";
 import { defaultConfig } from "./defaults.js";
-import type { Acceleration, Config, MachineType, SharedFs } from "./types.js";
+import type { Acceleration, BlockDeviceDriver, Config, MachineType, RegistryHostConfig, SharedFs } from "./types.js";
 
 export interface Loaded {
   readonly config: Config;
@@ -48,7 +48,8 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       accel: reader.oneOf<Acceleration>("hypervisor.qemu.accel", ["auto", "kvm", "tcg"], d.hypervisor.accel),
       sharedFs: reader.oneOf<SharedFs>("hypervisor.qemu.shared_fs", ["virtio-fs", "none"], d.hypervisor.sharedFs),
       virtioFsDaemon: reader.str("hypervisor.qemu.virtio_fs_daemon", d.hypervisor.virtioFsDaemon),
-      blockDeviceDriver: reader.oneOf("hypervisor.qemu.block_device_driver", ["virtio-blk"], d.hypervisor.blockDeviceDriver),
+      blockDeviceDriver: reader.oneOf<BlockDeviceDriver>("hypervisor.qemu.block_device_driver", ["virtio-scsi", "virtio-blk"], d.hypervisor.blockDeviceDriver),
+      disableBlockDeviceUse: reader.bool("hypervisor.qemu.disable_block_device_use", d.hypervisor.disableBlockDeviceUse),
     },
     agent: {
       dialTimeoutMs: reader.int("agent.kata.dial_timeout", d.agent.dialTimeoutMs / 1000, 1, 3600) * 1000,
@@ -58,12 +59,26 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       stateRoot: reader.str("runtime.state_root", d.runtime.stateRoot),
       logLevel: reader.oneOf("runtime.log_level", ["debug", "info", "warn", "error"], d.runtime.logLevel),
     },
+    image: {
+      root: reader.str("image.root", d.image.root),
+      platform: reader.platform("image.platform", d.image.platform),
+      maxConcurrentDownloads: reader.int("image.max_concurrent_downloads", d.image.maxConcurrentDownloads, 1, 64),
+      sandboxImage: reader.str("image.sandbox_image", d.image.sandboxImage),
+      registries: reader.registries("registries"),
+    },
   };
+  if (!config.hypervisor.disableBlockDeviceUse && config.hypervisor.blockDeviceDriver === "virtio-blk" && config.hypervisor.machineType === "microvm") {
+    throw new VmpodError(
+      "InvalidArgument",
+      `${source}: hypervisor.qemu.block_device_driver = "virtio-blk" cannot add image layers to a running microvm (no PCI hotplug); use "virtio-scsi" or machine_type = "q35"`,
+    );
+  }
   return { config, warnings: reader.unknownKeys() };
 }
 
 class Reader {
   private readonly used = new Set<string>();
+  private readonly extraWarnings: string[] = [];
 
   constructor(
     private readonly source: string,
@@ -102,6 +117,62 @@ class Reader {
     throw this.bad(key, "a string or an array of strings", v);
   }
 
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "boolean") throw this.bad(key, "true or false", v);
+    return v;
+  }
+
+  /** "os/arch" or "os/arch/variant". */
+  platform(key: string, fallback: string): string {
+    const v = this.str(key, fallback);
+    if (!/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_]+)?$/.test(v)) throw this.bad(key, "os/architecture[/variant]", v);
+    return v;
+  }
+
+  /** `[registries."HOST"]` tables; host names hold dots, so they are read as tables, not dotted keys. */
+  registries(key: string): Record<string, RegistryHostConfig> {
+    const section = this.get(key);
+    if (section === undefined) return {};
+    if (section === null || typeof section !== "object" || Array.isArray(section)) throw this.bad(key, "a table of registry hosts", section);
+    const out: Record<string, RegistryHostConfig> = {};
+    for (const [host, value] of Object.entries(section as Table)) {
+      const where = `${key}."${host}"`;
+      if (!/^[A-Za-z0-9.-]+(:[0-9]+)?$/.test(host)) throw new VmpodError("InvalidArgument", `${this.source}: ${where} is not a registry host[:port]`);
+      if (value === null || typeof value !== "object" || Array.isArray(value)) throw this.bad(where, "a table", value);
+      const t = value as Table;
+      for (const k of Object.keys(t)) {
+        if (!["mirrors", "plain_http", "insecure_skip_verify", "ca_files"].includes(k)) this.extraWarnings.push(`${this.source}: unknown key ${where}.${k}`);
+      }
+      const list = (k: string): string[] => {
+        const v = t[k];
+        if (v === undefined) return [];
+        if (!Array.isArray(v) || !v.every((s) => typeof s === "string" && s !== "")) throw this.bad(`${where}.${k}`, "an array of strings", v);
+        return v as string[];
+      };
+      const flag = (k: string): boolean | undefined => {
+        const v = t[k];
+        if (v === undefined) return undefined;
+        if (typeof v !== "boolean") throw this.bad(`${where}.${k}`, "true or false", v);
+        return v;
+      };
+      const mirrors = list("mirrors");
+      for (const m of mirrors) {
+        let url: URL;
+        try {
+          url = new URL(m);
+        } catch {
+          throw this.bad(`${where}.mirrors`, "URLs such as https://mirror.example:5000", m);
+        }
+        if (url.protocol !== "http:" && url.protocol !== "https:") throw this.bad(`${where}.mirrors`, "http:// or https:// URLs", m);
+      }
+      const plainHttp = flag("plain_http");
+      out[host] = { mirrors, ...(plainHttp === undefined ? {} : { plainHttp }), insecureSkipVerify: flag("insecure_skip_verify") ?? false, caFiles: list("ca_files") };
+    }
+    return out;
+  }
+
   unknownKeys(): string[] {
     const warnings: string[] = [];
     const walk = (table: Table, prefix: string) => {
@@ -113,7 +184,7 @@ class Reader {
       }
     };
     walk(this.doc, "");
-    return warnings;
+    return [...warnings, ...this.extraWarnings];
   }
 
   private get(key: string): unknown {

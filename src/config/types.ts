@@ -5,6 +5,7 @@
 export type MachineType = "microvm" | "q35";
 export type Acceleration = "auto" | "kvm" | "tcg";
 export type SharedFs = "virtio-fs" | "none";
+export type BlockDeviceDriver = "virtio-scsi" | "virtio-blk";
 
 export interface HypervisorConfig {
   /** QEMU binary. */
@@ -23,7 +24,14 @@ export interface HypervisorConfig {
   readonly sharedFs: SharedFs;
   /** virtiofsd binary. */
   readonly virtioFsDaemon: string;
-  readonly blockDeviceDriver: "virtio-blk";
+  /** How block devices added to a running VM attach (container image layers). */
+  readonly blockDeviceDriver: BlockDeviceDriver;
+  /**
+   * true: a container's root filesystem reaches the guest over the shared
+   * directory (an overlay built on the host). false: each image layer is a
+   * read-only erofs disk and the guest builds the overlay.
+   */
+  readonly disableBlockDeviceUse: boolean;
 }
 
 export interface AgentConfig {
@@ -39,8 +47,40 @@ export interface RuntimeConfig {
   readonly logLevel: "debug" | "info" | "warn" | "error";
 }
 
+/** How one registry host is reached. */
+export interface RegistryHostConfig {
+  /**
+   * Endpoints tried in order before the host itself, as URLs
+   * ("https://mirror.example", "http://127.0.0.1:5001").
+   */
+  readonly mirrors: readonly string[];
+  /**
+   * Speak plain HTTP to the host. Unset: plain HTTP for loopback hosts only,
+   * as Docker does.
+   */
+  readonly plainHttp?: boolean;
+  /** HTTPS without verifying the server's certificate. */
+  readonly insecureSkipVerify: boolean;
+  /** PEM files of the certificate authorities trusted for this host (besides the system's). */
+  readonly caFiles: readonly string[];
+}
+
+export interface ImageConfig {
+  /** The image store: blobs, unpacked layers, image records. */
+  readonly root: string;
+  /** The platform chosen from multi-platform images ("linux/amd64"). */
+  readonly platform: string;
+  /** Layers downloaded at once per pull. */
+  readonly maxConcurrentDownloads: number;
+  /** The image reported for a pod's sandbox (and pulled, pinned, where a pause process is needed). */
+  readonly sandboxImage: string;
+  /** Per registry host ("docker.io", "127.0.0.1:5000"). */
+  readonly registries: Readonly<Record<string, RegistryHostConfig>>;
+}
+
 export interface Config {
   readonly hypervisor: HypervisorConfig;
   readonly agent: AgentConfig;
   readonly runtime: RuntimeConfig;
+  readonly image: ImageConfig;
 }

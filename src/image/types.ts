@@ -1,0 +1,110 @@
+/**
+ * The image layer's domain types and the interfaces between its parts:
+ * the registry client (registry/), the layer unpacker (unpack/), the store
+ * (store/) and the service the CRI server calls (service.ts).
+ */
+import type { Readable } from "node:stream";
+import type { Digest } from "./digest.js";
+
+/** linux/amd64, linux/arm64/v8, ... */
+export interface Platform {
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant?: string;
+}
+
+/** An OCI content descriptor. */
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly platform?: Platform;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly urls?: readonly string[];
+}
+
+/**
+ * A parsed, normalized image reference: `busybox` is
+ * { registry: "docker.io", repository: "library/busybox", tag: "latest" }.
+ * With a digest, the tag (if any) is informational and the digest decides.
+ */
+export interface ImageReference {
+  /** Host and optional port: "docker.io", "127.0.0.1:5000". */
+  readonly registry: string;
+  readonly repository: string;
+  readonly tag?: string;
+  readonly digest?: Digest;
+}
+
+/**
+ * Credentials for one pull, as CRI's AuthConfig carries them. `auth` is
+ * base64("user:password"); `identityToken` is exchanged for a bearer token
+ * (OAuth2 refresh token); `registryToken` is a bearer token used as is.
+ */
+export interface RegistryCredentials {
+  readonly username?: string;
+  readonly password?: string;
+  readonly auth?: string;
+  readonly identityToken?: string;
+  readonly registryToken?: string;
+}
+
+export interface RequestOptions {
+  readonly credentials?: RegistryCredentials;
+  readonly signal?: AbortSignal;
+}
+
+/** A manifest or index as fetched: its exact bytes, verified against its digest. */
+export interface FetchedManifest {
+  readonly mediaType: string;
+  readonly digest: Digest;
+  readonly bytes: Buffer;
+  /** The endpoint that served it ("https://registry-1.docker.io", a mirror, ...). */
+  readonly endpoint: string;
+}
+
+/** An open blob download. `body` yields the blob's bytes from `offset` on. */
+export interface BlobDownload {
+  readonly body: Readable;
+  /** Where `body` starts: the offset asked for when the registry honoured the range, else 0. */
+  readonly offset: number;
+}
+
+/**
+ * The registry protocol (OCI distribution v2), with host configuration,
+ * mirrors and authentication inside. Knows nothing of the store.
+ */
+export interface Registry {
+  /** The manifest or index `reference` names (by digest when it has one, else by tag). */
+  getManifest(ref: ImageReference, options?: RequestOptions): Promise<FetchedManifest>;
+  /** A manifest by digest from the same repository (an index's chosen entry). */
+  getManifestByDigest(ref: ImageReference, digest: Digest, options?: RequestOptions): Promise<FetchedManifest>;
+  /**
+   * Starts a blob download. `offset` > 0 asks for a range (to resume a
+   * partial download); the caller hashes and verifies what arrives.
+   */
+  openBlob(ref: ImageReference, descriptor: Descriptor, options?: RequestOptions & { readonly offset?: number }): Promise<BlobDownload>;
+  /** Drops cached tokens and connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+export type Compression = "gzip" | "zstd" | "none";
+
+/** What unpacking one layer found. */
+export interface UnpackResult {
+  /** The digest of the uncompressed tar (the layer's diff id). */
+  readonly diffId: Digest;
+  /** Bytes of the uncompressed tar. */
+  readonly uncompressedSize: number;
+  readonly entries: number;
+}
+
+/**
+ * Unpacks one layer (a possibly compressed tar stream) into an empty
+ * directory in overlayfs form: whiteouts become 0/0 character devices,
+ * opaque directories get `trusted.overlay.opaque=y`. Refuses (InvalidArgument)
+ * any entry that would write outside `targetDir`.
+ */
+export interface LayerUnpacker {
+  unpack(source: Readable, compression: Compression, targetDir: string, options?: { readonly signal?: AbortSignal }): Promise<UnpackResult>;
+}
