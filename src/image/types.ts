@@ -108,3 +108,90 @@ export interface UnpackResult {
 export interface LayerUnpacker {
   unpack(source: Readable, compression: Compression, targetDir: string, options?: { readonly signal?: AbortSignal }): Promise<UnpackResult>;
 }
+
+/** What a container needs from its image's config (OCI image config `config` object). */
+export interface ImageRuntimeConfig {
+  readonly user?: string;
+  readonly env: readonly string[];
+  readonly entrypoint: readonly string[];
+  readonly cmd: readonly string[];
+  readonly workingDir?: string;
+  readonly stopSignal?: string;
+  readonly exposedPorts: readonly string[];
+  readonly volumes: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** One image in the store. Its id is its config's digest, as in containerd and CRI-O. */
+export interface ImageRecord {
+  readonly id: Digest;
+  /** "docker.io/library/busybox:latest", ... */
+  readonly repoTags: readonly string[];
+  /** "docker.io/library/busybox@sha256:…" (the manifest's or index's digest). */
+  readonly repoDigests: readonly string[];
+  /** The manifest chosen for this platform. */
+  readonly manifestDigest: Digest;
+  /** The layers' diff ids, lowest first. */
+  readonly layers: readonly Digest[];
+  /** Bytes: compressed layers + config + manifest, as registries and kubelet count them. */
+  readonly size: number;
+  readonly platform: Platform;
+  readonly config: ImageRuntimeConfig;
+  /** Pinned images are never removed by kubelet's image garbage collection. */
+  readonly pinned: boolean;
+  /** ISO 8601. */
+  readonly pulledAt: string;
+}
+
+export interface PullOptions {
+  readonly credentials?: RegistryCredentials;
+  readonly signal?: AbortSignal;
+  /** Pin the image (the sandbox image is pinned). */
+  readonly pinned?: boolean;
+}
+
+/** ListImages' filter: an image reference, matched against tags, digests and ids. */
+export interface ImageFilter {
+  readonly image?: string;
+}
+
+/** Usage of the filesystem an image store lives on, as ImageFsInfo reports it. */
+export interface FilesystemUsage {
+  /** The directory measured. */
+  readonly mountpoint: string;
+  readonly usedBytes: number;
+  readonly inodesUsed: number;
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+/**
+ * A container's root filesystem, ready to be mounted: the image's unpacked
+ * layers (lowest first) and, per layer, where its erofs image is when block
+ * layers are in use.
+ */
+export interface RootfsLayers {
+  readonly imageId: Digest;
+  readonly layers: readonly { readonly diffId: Digest; readonly dir: string }[];
+}
+
+/** What the CRI ImageService and the sandbox layer use. */
+export interface ImageService {
+  /** Pulls (or finds up to date) the image `reference` names; returns its record. */
+  pull(reference: string, options?: PullOptions): Promise<ImageRecord>;
+  /** The image a reference, id or digest names, or undefined. */
+  find(reference: string): ImageRecord | undefined;
+  list(filter?: ImageFilter): ImageRecord[];
+  /**
+   * Removes a reference. By tag or digest while other references remain:
+   * only that reference goes. The last reference, or by id: the image goes,
+   * refused (FailedPrecondition) while a container uses it.
+   */
+  remove(reference: string): Promise<void>;
+  fsInfo(): Promise<FilesystemUsage>;
+  /**
+   * Marks the image in use by `holder` (a container id) until the returned
+   * function is called, and gives its layers.
+   */
+  use(imageId: Digest, holder: string): Promise<{ readonly rootfs: RootfsLayers; release(): Promise<void> }>;
+}
