@@ -56,7 +56,7 @@ export async function run(): Promise<void> {
     const rootfs = await makeBusyboxRootfs(join(root, "rootfs"));
     const vm = await engine.boot({ id: "idle", hostname: "bench" });
     try {
-      await vm.createContainer("idle", rootfs, {
+      await vm.createContainer("idle", { kind: "dir", path: rootfs }, {
         ociVersion: "1.1.0",
         process: { args: ["sleep", "100000"], env: ["PATH=/bin"], cwd: "/", user: { uid: 0, gid: 0 } },
         linux: { namespaces: [{ type: "pid" }, { type: "mount" }] },

@@ -34,22 +34,16 @@ export function digestOf(data: Uint8Array | string): Digest {
  * Counts and hashes the bytes passing through. With `expected`, the stream
  * errors (InvalidArgument, naming both digests) at its end when the digest
  * or the size differs, and as soon as more bytes arrive than the size allows.
- * `resumeFrom` feeds bytes already held (a partial download) into the hash.
  */
 export class DigestingStream extends Transform {
-  private readonly hash: Hash;
+  private readonly hash: Hash = createHash("sha256");
   private count = 0;
 
-  constructor(
-    private readonly expected?: { readonly digest: Digest; readonly size?: number; readonly what?: string },
-    resumeFrom?: { readonly hash: Hash; readonly size: number },
-  ) {
+  constructor(private readonly expected?: { readonly digest: Digest; readonly size?: number; readonly what?: string }) {
     super();
-    this.hash = resumeFrom?.hash ?? createHash("sha256");
-    this.count = resumeFrom?.size ?? 0;
   }
 
-  /** Bytes seen so far, including those resumed from. */
+  /** Bytes seen so far. */
   get size(): number {
     return this.count;
   }

@@ -167,12 +167,21 @@ export interface FilesystemUsage {
 
 /**
  * A container's root filesystem, ready to be mounted: the image's unpacked
- * layers (lowest first) and, per layer, where its erofs image is when block
- * layers are in use.
+ * layers (lowest first, each an overlay lower directory) and the container's
+ * own writable layer (an overlay upper and work directory on the host).
  */
 export interface RootfsLayers {
   readonly imageId: Digest;
   readonly layers: readonly { readonly diffId: Digest; readonly dir: string }[];
+  readonly upperDir: string;
+  readonly workDir: string;
+}
+
+/** The stored manifest and config of an image, for verbose status. */
+export interface ImageDescription {
+  readonly record: ImageRecord;
+  readonly manifest: unknown;
+  readonly config: unknown;
 }
 
 /** What the CRI ImageService and the sandbox layer use. */
@@ -188,10 +197,17 @@ export interface ImageService {
    * refused (FailedPrecondition) while a container uses it.
    */
   remove(reference: string): Promise<void>;
-  fsInfo(): Promise<FilesystemUsage>;
+  describe(imageId: Digest): Promise<ImageDescription>;
+  /** Bytes and inodes of the image store, and of the containers' writable layers. */
+  fsInfo(): Promise<{ readonly images: FilesystemUsage; readonly containers: FilesystemUsage }>;
   /**
-   * Marks the image in use by `holder` (a container id) until the returned
-   * function is called, and gives its layers.
+   * Makes `holder` (a container id) a user of the image, with its own
+   * writable layer, until `release(holder)`; survives restarts. Calling it
+   * again for the same holder and image gives the same layer.
    */
-  use(imageId: Digest, holder: string): Promise<{ readonly rootfs: RootfsLayers; release(): Promise<void> }>;
+  use(imageId: Digest, holder: string): Promise<RootfsLayers>;
+  /** Ends a holder's use and deletes its writable layer. Unknown holders are ignored. */
+  release(holder: string): Promise<void>;
+  /** The holders using an image. */
+  holders(imageId: Digest): string[];
 }

@@ -8,7 +8,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { VmpodError, messageOf, wrap } from "../common/errors.js";
 import { isSafeId } from "../common/ids.js";
 import type { Logger } from "../common/log.js";
-import { bindMount, makeSharedMountPoint, unmountTree } from "../common/mount.js";
+import { bindMount, makeSharedMountPoint, overlayMount, unmountTree } from "../common/mount.js";
 import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
@@ -16,6 +16,7 @@ import type { AgentClient } from "../agent/client.js";
 import { connectAgent } from "../agent/connect.js";
 import { UnixSocketTransport } from "../agent/transport.js";
 import type { ContainerStats } from "../agent/translate.js";
+import type { RootfsLayers } from "../image/types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
 import { readTail } from "../hypervisor/tail.js";
@@ -36,6 +37,13 @@ export interface PodVmOptions {
   readonly logger: Logger;
   readonly signal?: AbortSignal;
 }
+
+/**
+ * Where a container's root filesystem comes from: a directory prepared on
+ * the host, or an image's layers and the container's writable layer (from
+ * the image service's `use`).
+ */
+export type ContainerRootfs = { readonly kind: "dir"; readonly path: string } | { readonly kind: "layers"; readonly layers: RootfsLayers };
 
 /** Milliseconds spent in each phase of a boot. */
 export interface BootTimings {
@@ -129,10 +137,12 @@ export class PodVm {
   }
 
   /**
-   * Creates a container from a root filesystem on the host, bind-mounted into
-   * the pod's shared directory; `spec.root` is set here.
+   * Creates a container from its root filesystem: a directory on the host
+   * bind-mounted into the pod's shared directory, or an image's layers with
+   * the container's writable layer, overlaid on the host into the shared
+   * directory. `spec.root` is set here.
    */
-  async createContainer(containerId: string, rootfsHostDir: string, spec: OciSpec, options: { readonlyRootfs?: boolean } = {}): Promise<void> {
+  async createContainer(containerId: string, rootfs: ContainerRootfs, spec: OciSpec, options: { readonlyRootfs?: boolean } = {}): Promise<void> {
     this.checkContainerId(containerId);
     if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none")`);
     if (this.containers.has(containerId)) throw new VmpodError("AlreadyExists", `container ${containerId} already exists in pod ${this.id}`);
@@ -141,7 +151,12 @@ export class PodVm {
     try {
       await mkdir(target, { recursive: true, mode: 0o700 });
       undo.push("remove container dir", () => rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }));
-      await bindMount(rootfsHostDir, target, options.readonlyRootfs ? { readonly: true } : {});
+      if (rootfs.kind === "dir") {
+        await bindMount(rootfs.path, target, options.readonlyRootfs ? { readonly: true } : {});
+      } else {
+        const { layers, upperDir, workDir } = rootfs.layers;
+        await overlayMount(layers.map((l) => l.dir).reverse(), upperDir, workDir, target);
+      }
       undo.push("unmount rootfs", () => unmountTree(target));
       await this.agent.createContainer({
         containerId,

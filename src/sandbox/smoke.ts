@@ -47,7 +47,7 @@ export async function runSmoke(engine: VmEngine, options: { id: string; scratchD
   try {
     const process = (args: string[]): OciProcess => ({ args, env: ["PATH=/bin"], cwd: "/", user: { uid: 0, gid: 0 } });
     const t = performance.now();
-    await vm.createContainer("smoke", rootfs, {
+    await vm.createContainer("smoke", { kind: "dir", path: rootfs }, {
       ociVersion: "1.1.0",
       process: process(["sh", "-c", "echo hello from $(hostname) in a pod VM; sleep 1000"]),
       mounts: [{ destination: "/proc", type: "proc", source: "proc" }],

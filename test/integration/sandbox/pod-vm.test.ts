@@ -73,7 +73,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("runs echo hello: stdout is hello, exit code 0", async () => {
-      await vm.createContainer("c-echo", rootfsDir, spec(["echo", "hello"]));
+      await vm.createContainer("c-echo", { kind: "dir", path: rootfsDir }, spec(["echo", "hello"]));
       const io = vm.io("c-echo", "");
       await vm.startContainer("c-echo");
       const [out, err, status] = await Promise.all([readAll(io.stdout), readAll(io.stderr!), io.wait()]);
@@ -84,7 +84,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("reports a failing command's exit code and its stderr", async () => {
-      await vm.createContainer("c-fail", rootfsDir, spec(["sh", "-c", "echo oops >&2; exit 3"]));
+      await vm.createContainer("c-fail", { kind: "dir", path: rootfsDir }, spec(["sh", "-c", "echo oops >&2; exit 3"]));
       const io = vm.io("c-fail", "");
       await vm.startContainer("c-fail");
       const [err, status] = await Promise.all([readAll(io.stderr!), io.wait(), readAll(io.stdout)]);
@@ -94,7 +94,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("execs a second process into a running container, then signals and waits", async () => {
-      await vm.createContainer("c-long", rootfsDir, spec(["sleep", "1000"]));
+      await vm.createContainer("c-long", { kind: "dir", path: rootfsDir }, spec(["sleep", "1000"]));
       await vm.startContainer("c-long");
       const io = await vm.exec("c-long", "e1", proc(["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; read line; echo got:$line"]), { stdin: true });
       io.stdin!.end("ping\n");
@@ -108,7 +108,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("gives a terminal process a tty that follows resizes", async () => {
-      await vm.createContainer("c-tty", rootfsDir, spec(["sleep", "1000"]));
+      await vm.createContainer("c-tty", { kind: "dir", path: rootfsDir }, spec(["sleep", "1000"]));
       await vm.startContainer("c-tty");
       const io = await vm.exec("c-tty", "t1", proc(["sh", "-c", "tty; read x; stty size"], { terminal: true, consoleSize: { height: 24, width: 80 } }), { stdin: true });
       assert.equal(io.stderr, undefined);
@@ -134,7 +134,7 @@ describe("pod VM engine (real QEMU)", function () {
       const agent = vm.agentClient;
       await agent.setGuestDateTime(new Date());
       await agent.reseedRandomDev(new Uint8Array(64).fill(7));
-      await vm.createContainer("c-host", rootfsDir, spec(["sh", "-c", "hostname; date +%s"]));
+      await vm.createContainer("c-host", { kind: "dir", path: rootfsDir }, spec(["sh", "-c", "hostname; date +%s"]));
       const io = vm.io("c-host", "");
       await vm.startContainer("c-host");
       const [out, status] = await Promise.all([readAll(io.stdout), io.wait()]);
@@ -146,7 +146,7 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("reads a container's cgroup stats, applies new limits, and reports an OOM kill", async () => {
-      await vm.createContainer("c-mem", rootfsDir, {
+      await vm.createContainer("c-mem", { kind: "dir", path: rootfsDir }, {
         ...spec(["sh", "-c", "read go; head -c 200000000 /dev/zero | tail"]),
         linux: { ...spec([]).linux, resources: { memory: { limit: 256 * 1024 * 1024 } } },
       });
@@ -165,9 +165,9 @@ describe("pod VM engine (real QEMU)", function () {
     });
 
     it("refuses bad ids and unknown processes with clear errors", async () => {
-      await assert.rejects(vm.createContainer("../evil", rootfsDir, spec(["true"])), (e: unknown) => e instanceof VmpodError && e.kind === "InvalidArgument");
+      await assert.rejects(vm.createContainer("../evil", { kind: "dir", path: rootfsDir }, spec(["true"])), (e: unknown) => e instanceof VmpodError && e.kind === "InvalidArgument");
       await assert.rejects(vm.wait("no-such-container"), (e: unknown) => e instanceof VmpodError && e.kind === "NotFound" && /no-such-container/.test(e.message));
-      await vm.createContainer("c-x", rootfsDir, spec(["sleep", "1000"]));
+      await vm.createContainer("c-x", { kind: "dir", path: rootfsDir }, spec(["sleep", "1000"]));
       await vm.startContainer("c-x");
       await assert.rejects(vm.wait("c-x", "no-such-exec"), (e: unknown) => e instanceof VmpodError && e.kind === "NotFound");
       await vm.removeContainer("c-x");
@@ -218,7 +218,7 @@ describe("pod VM engine (real QEMU)", function () {
     it("a VM that dies mid-call fails the call and can still be stopped", async () => {
       const vm = await fx.boot("dies");
       const rootfs = rootfsDir;
-      await vm.createContainer("c1", rootfs, spec(["sleep", "1000"]));
+      await vm.createContainer("c1", { kind: "dir", path: rootfs }, spec(["sleep", "1000"]));
       await vm.startContainer("c1");
       const waiting = vm.wait("c1");
       process.kill(await qemuPid(fx.root, "dies"), "SIGKILL");
