@@ -75,7 +75,8 @@ describe("image manifests", () => {
   });
 
   it("tells the kind by the mediaType field, then Content-Type, then the document's shape", () => {
-    const { mediaType: _omit, ...bare } = ociManifest;
+    const bare: Record<string, unknown> = { ...ociManifest };
+    delete bare["mediaType"];
     assert.equal(detectMediaType(json(ociManifest), MediaType.dockerManifest), MediaType.ociManifest, "the field wins");
     assert.equal(detectMediaType(json(bare), `${MediaType.dockerManifest}; charset=utf-8`), MediaType.dockerManifest);
     assert.equal(detectMediaType(json(bare), "application/json"), MediaType.ociManifest);
