@@ -34,6 +34,11 @@ export class VirtioFsHotplug {
     private readonly unplugTimeoutMs: number,
   ) {}
 
+  /** True for an id this manages (added, or being added or removed). */
+  has(id: string): boolean {
+    return this.attached.has(id) || this.busy.has(id);
+  }
+
   async add(device: VirtioFsDevice, options: CallOptions): Promise<void> {
     const settings = this.spec.virtiofsd;
     if (this.spec.machine !== "q35") throw failedPrecondition(`${this.spec.machine} has no hot-plug: give the share at boot`);

@@ -26,9 +26,9 @@ export interface VmExit {
 }
 
 /**
- * A device added to a running VM. Only a virtio-fs share today (the VM
- * templates restore a VM without one and add it afterwards); the hypervisor
- * starts and owns the file-system daemon behind it.
+ * A virtio-fs share added to a running VM (the VM templates restore a VM
+ * without one and add it afterwards); the hypervisor starts and owns the
+ * file-system daemon behind it. q35 only.
  */
 export interface VirtioFsDevice {
   readonly kind: "virtio-fs";
@@ -40,7 +40,37 @@ export interface VirtioFsDevice {
   readonly sourceDir: string;
 }
 
-export type HotplugDevice = VirtioFsDevice;
+/**
+ * A disk backed by a host file (an image layer's erofs image), added to the
+ * controller the spec's `blockHotplug` names.
+ */
+export interface BlockDevice {
+  readonly kind: "block";
+  /** Unique among the VM's devices; `removeDevice` takes it. */
+  readonly id: string;
+  /** The image file, used raw. */
+  readonly path: string;
+  readonly readonly: boolean;
+  /** What the guest reads as the disk's serial number (1..36 of [A-Za-z0-9._-]). */
+  readonly serial?: string;
+}
+
+export type HotplugDevice = VirtioFsDevice | BlockDevice;
+
+/** Where the guest finds a device just added. */
+export type AttachedDevice =
+  | { readonly kind: "virtio-fs"; readonly id: string; readonly tag: string }
+  | {
+      readonly kind: "block";
+      readonly id: string;
+      /**
+       * The guest agent's storage driver and source that mount this disk:
+       * "scsi" with the SCSI address "TARGET:LUN" (e.g. "0:3"), as Kata's
+       * agent takes it.
+       */
+      readonly storageDriver: "scsi";
+      readonly source: string;
+    };
 
 export interface Hypervisor {
   /**
@@ -51,7 +81,14 @@ export interface Hypervisor {
   prepare(spec: VmSpec, options?: CallOptions): Promise<void>;
   /** Launches the VM and connects its control channel. */
   start(options?: CallOptions): Promise<void>;
-  addDevice(device: HotplugDevice, options?: CallOptions): Promise<void>;
+  /** Adds a device to the running VM; undoes its own steps when it fails. */
+  addDevice(device: HotplugDevice, options?: CallOptions): Promise<AttachedDevice>;
+  /**
+   * Removes a device added by addDevice, once the VM has let it go (it waits
+   * for that, with a timeout). NotFound for an id not added (or already
+   * removed); a removal that failed part-way can be called again and
+   * finishes what is left.
+   */
   removeDevice(id: string, options?: CallOptions): Promise<void>;
   /**
    * Stops the VM (a polite request, then by force after the timeout) and its

@@ -10,6 +10,8 @@
  *   kernel's early timer needs them), and modern virtio-mmio
  *   (`force-legacy=false`), which virtiofsd requires.
  * - q35: no vmport and no SATA controller; PCIe root ports for hot-plug.
+ * - Disks added later (image layers) on virtio-scsi: the controller is given
+ *   at boot, last, so that the devices before it keep their places.
  * - KVM uses the host CPU model. TCG runs one host thread per vCPU and
  *   emulates `max`, every feature TCG has: the guest's node then starts
  *   about 1 s sooner than on the default qemu64 model (measured with the
@@ -28,7 +30,11 @@ export const QEMU_IDS = {
   serialBus: "vserial",
   rootDrive: "rootfs",
   memory: "mem",
+  scsiController: "scsi0",
 } as const;
+
+/** The bus of the SCSI controller that hot-added disks go on. */
+export const SCSI_BUS = `${QEMU_IDS.scsiController}.0`;
 
 /** The virtio-fs queue size Kata and virtiofsd use. */
 export const VIRTIO_FS_QUEUE_SIZE = 1024;
@@ -122,6 +128,10 @@ export function buildQemuArgs(spec: VmSpec): string[] {
         "queue-size": VIRTIO_FS_QUEUE_SIZE,
       }),
     );
+  }
+
+  if (spec.blockHotplug?.driver === "virtio-scsi") {
+    add("-device", opts(microvm ? "virtio-scsi-device" : "virtio-scsi-pci", { id: QEMU_IDS.scsiController }));
   }
   return args;
 }

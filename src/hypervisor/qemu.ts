@@ -1,14 +1,16 @@
 /**
  * QemuHypervisor: the Hypervisor over QEMU, putting together the
  * command-line builder (qemu-args.ts), the process supervisor (process.ts),
- * the QMP client (qmp.ts) and virtiofsd (virtiofsd.ts).
+ * the QMP client (qmp.ts), virtiofsd (virtiofsd.ts), and the devices added
+ * while the VM runs (hotplug.ts for virtio-fs, block-hotplug.ts for disks).
  */
 import { mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { VmpodError, failedPrecondition, kindOf, messageOf, wrap } from "../common/errors.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
-import type { CallOptions, HotplugDevice, Hypervisor, StopOptions, VmExit } from "./hypervisor.js";
+import { BlockHotplug } from "./block-hotplug.js";
+import type { AttachedDevice, CallOptions, HotplugDevice, Hypervisor, StopOptions, VmExit } from "./hypervisor.js";
 import { VirtioFsHotplug } from "./hotplug.js";
 import { checkSpecFiles } from "./preflight.js";
 import { describeExit, SupervisedProcess } from "./process.js";
@@ -48,6 +50,7 @@ export class QemuHypervisor implements Hypervisor {
   private qemu: SupervisedProcess | undefined;
   private qmpClient: QmpClient | undefined;
   private hotplug: VirtioFsHotplug | undefined;
+  private blocks: BlockHotplug | undefined;
   private stopping: Promise<void> | undefined;
   private cleaning: Promise<void> | undefined;
   private readonly startTimeoutMs: number;
@@ -150,6 +153,7 @@ export class QemuHypervisor implements Hypervisor {
       this.qmpClient = await this.connectQmp(spec, qemu, options.signal);
       if (this.stopping || this.cleaning) throw new VmpodError("Canceled", "stopped while starting");
       this.hotplug = new VirtioFsHotplug(spec, this.qmpClient, this.unplugTimeoutMs);
+      this.blocks = new BlockHotplug(spec, this.qmpClient, this.unplugTimeoutMs);
     } catch (err) {
       this.qmpClient?.close();
       await qemu.stop(this.stopTimeoutMs).catch(() => {});
@@ -157,18 +161,30 @@ export class QemuHypervisor implements Hypervisor {
     }
   }
 
-  async addDevice(device: HotplugDevice, options: CallOptions = {}): Promise<void> {
-    if (!this.hotplug || this.stopping) throw failedPrecondition(`add device ${device.id}: vm not running`);
-    await this.hotplug.add(device, options).catch((err: unknown) => {
+  async addDevice(device: HotplugDevice, options: CallOptions = {}): Promise<AttachedDevice> {
+    const fs = this.hotplug;
+    const blocks = this.blocks;
+    if (!fs || !blocks || this.stopping) throw failedPrecondition(`add device ${device.id}: vm not running`);
+    try {
+      if (fs.has(device.id) || blocks.has(device.id)) throw new VmpodError("AlreadyExists", `device ${device.id} exists`);
+      if (device.kind === "block") return await blocks.add(device, options);
+      await fs.add(device, options);
+      return { kind: "virtio-fs", id: device.id, tag: device.tag };
+    } catch (err) {
       throw wrap(`add device ${device.id}`, err);
-    });
+    }
   }
 
   async removeDevice(id: string, options: CallOptions = {}): Promise<void> {
-    if (!this.hotplug || this.stopping) throw failedPrecondition(`remove device ${id}: vm not running`);
-    await this.hotplug.remove(id, options).catch((err: unknown) => {
+    const fs = this.hotplug;
+    const blocks = this.blocks;
+    if (!fs || !blocks || this.stopping) throw failedPrecondition(`remove device ${id}: vm not running`);
+    try {
+      if (blocks.has(id)) await blocks.remove(id, options);
+      else await fs.remove(id, options);
+    } catch (err) {
       throw wrap(`remove device ${id}`, err);
-    });
+    }
   }
 
   stop(options: StopOptions = {}): Promise<void> {
@@ -227,6 +243,7 @@ export class QemuHypervisor implements Hypervisor {
     }
     qmp?.close();
     if (this.hotplug) await this.hotplug.stopDaemons().catch((err: unknown) => failures.push(err));
+    this.blocks?.clear();
     if (this.bootShare) {
       await stopVirtiofsd(this.bootShare.proc, this.bootShare.socketPath).catch((err: unknown) => failures.push(wrap("stop virtiofsd", err)));
     }

@@ -1,7 +1,8 @@
 /**
  * A VmSpec from vmpod's configuration and one pod's request: the
  * configured binaries, guest assets and sizes, the run directory's standard
- * file names, and the agent on a virtio-serial port.
+ * file names, and the agent on a virtio-serial port; with block layers
+ * (`disable_block_device_use = false`), the controller their disks go on.
  */
 import { invalidArgument } from "../common/errors.js";
 import type { HypervisorConfig } from "../config/types.js";
@@ -63,6 +64,7 @@ export function vmSpecFromConfig(config: HypervisorConfig, request: VmRequest): 
       : {}),
     qmpSocket: paths.qmpSocket,
     consoleLog: paths.consoleLog,
+    ...(config.disableBlockDeviceUse ? {} : { blockHotplug: { driver: config.blockDeviceDriver } }),
     ...(request.sharedMemory === undefined ? {} : { sharedMemory: request.sharedMemory }),
     ...(request.hotplugPorts === undefined ? {} : { hotplugPorts: request.hotplugPorts }),
     ...(request.paused === undefined ? {} : { paused: request.paused }),

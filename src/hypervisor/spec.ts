@@ -7,7 +7,7 @@
 import { isAbsolute, join, normalize } from "node:path";
 import { invalidArgument } from "../common/errors.js";
 import { isSafeId } from "../common/ids.js";
-import type { MachineType } from "../config/types.js";
+import type { BlockDeviceDriver, MachineType } from "../config/types.js";
 
 /** The acceleration actually used; "auto" is resolved by accel.ts. */
 export type Accel = "kvm" | "tcg";
@@ -45,6 +45,17 @@ export interface SharedFsSpec {
   readonly socketPath: string;
 }
 
+/**
+ * The controller that read-only disks (container image layers) are added to
+ * while the VM runs. "virtio-scsi": one controller given at boot, disks
+ * added as `scsi-hd` on its bus; SCSI hot-plug needs no PCI hot-plug, so it
+ * works on microvm. "virtio-blk": one `virtio-blk-pci` per disk on a free
+ * PCIe root port (q35 only, `hotplugPorts`).
+ */
+export interface BlockHotplugSpec {
+  readonly driver: BlockDeviceDriver;
+}
+
 export interface KernelBoot {
   readonly kernel: string;
   readonly initrd?: string;
@@ -80,6 +91,8 @@ export interface VmSpec {
    * virtio-fs device can be added later. Implied by `sharedFs`.
    */
   readonly sharedMemory?: boolean;
+  /** Disks added while the VM runs (image layers); absent, none can be. */
+  readonly blockHotplug?: BlockHotplugSpec;
   /** q35 only: free PCIe root ports (hp0, hp1, ...) for hot-added devices. */
   readonly hotplugPorts?: number;
   /** Start with the vCPUs stopped (`-S`); QMP `cont` runs them. */
@@ -169,6 +182,12 @@ export function validateSpec(spec: VmSpec): void {
     if (!Number.isInteger(spec.hotplugPorts) || spec.hotplugPorts < 0 || spec.hotplugPorts > MAX_HOTPLUG_PORTS) {
       fail(`hotplugPorts must be an integer in 0..${MAX_HOTPLUG_PORTS}`);
     }
+  }
+  if (spec.blockHotplug) {
+    const driver = spec.blockHotplug.driver;
+    if (driver !== "virtio-scsi" && driver !== "virtio-blk") fail(`unknown block device driver ${JSON.stringify(driver)}`);
+    if (driver === "virtio-blk" && spec.machine !== "q35") fail("block devices on virtio-blk need the q35 machine (microvm has no PCI hot-plug): use virtio-scsi");
+    if (driver === "virtio-blk" && (spec.hotplugPorts ?? 0) === 0) fail("block devices on virtio-blk need hotplugPorts");
   }
   if (spec.tscKhz !== undefined && (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0)) fail(`tscKhz must be a positive integer`);
 }

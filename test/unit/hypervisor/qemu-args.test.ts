@@ -157,6 +157,48 @@ describe("qemu command line", () => {
     ]);
   });
 
+  it("gives a microvm a virtio-scsi controller for disks added later, after its other devices", () => {
+    const spec: VmSpec = { ...base, ...guest, blockHotplug: { driver: "virtio-scsi" } };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
+      "-smp", "2",
+      "-m", "256M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-global", "virtio-mmio.force-legacy=false",
+      ...CONTROL,
+      "-kernel", "/guest/vmlinuz",
+      "-initrd", "/guest/initrd.img",
+      "-append", "console=ttyS0 quiet panic=-1",
+      "-blockdev", "driver=raw,node-name=rootfs,read-only=on,file.driver=file,file.filename=/guest/root.erofs",
+      "-device", "virtio-blk-device,drive=rootfs,id=rootfs-blk",
+      "-device", "virtio-serial-device,id=vserial",
+      "-chardev", `socket,id=agent,path=${RUN}/agent.sock,server=on,wait=off`,
+      "-device", "virtserialport,bus=vserial.0,chardev=agent,name=agent.channel.0",
+      "-device", "virtio-scsi-device,id=scsi0",
+    ]);
+  });
+
+  it("gives q35 a virtio-scsi-pci controller, after the share", () => {
+    const spec: VmSpec = { ...base, ...guest, ...share, machine: "q35", blockHotplug: { driver: "virtio-scsi" } };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec).slice(-6), [
+      "-chardev", `socket,id=chr-fs0,path=${RUN}/vfsd-fs0.sock`,
+      "-device", "vhost-user-fs-pci,id=fs0,chardev=chr-fs0,tag=vmpod,queue-size=1024",
+      "-device", "virtio-scsi-pci,id=scsi0",
+    ]);
+  });
+
+  it("adds no controller for virtio-blk disks (each gets a root port when added)", () => {
+    const spec: VmSpec = { ...base, ...guest, machine: "q35", hotplugPorts: 1, blockHotplug: { driver: "virtio-blk" } };
+    validateSpec(spec);
+    assert.ok(!buildQemuArgs(spec).some((a) => a.includes("scsi")));
+  });
+
   it("doubles commas inside option values but not in plain arguments", () => {
     const dir = "/tmp/a,b";
     const spec: VmSpec = {
@@ -196,6 +238,9 @@ describe("vm spec", () => {
     invalid({ ...base, sharedFs: share.sharedFs }, /virtiofsd settings/);
     invalid({ ...base, hotplugPorts: 1 }, /q35/);
     invalid({ ...base, tscKhz: -1 }, /tscKhz/);
+    invalid({ ...base, blockHotplug: { driver: "virtio-blk" } }, /q35/);
+    invalid({ ...base, machine: "q35", blockHotplug: { driver: "virtio-blk" } }, /hotplugPorts/);
+    invalid({ ...base, blockHotplug: { driver: "ide" as "virtio-scsi" } }, /block device driver/);
   });
 
   it("is built from the configuration, with the guest's kernel parameters before the configured ones", () => {
@@ -226,6 +271,16 @@ describe("vm spec", () => {
       consoleLog: `${RUN}/console.log`,
       tscKhz: 2000000,
     });
+  });
+
+  it("asks for a virtio-scsi controller when image layers go to the VM as disks", () => {
+    const config = { ...defaultConfig("/guest").hypervisor, disableBlockDeviceUse: false };
+    const spec = vmSpecFromConfig(config, { id: "pod1", runDir: RUN, accel: "tcg" });
+    validateSpec(spec);
+    assert.deepEqual(spec.blockHotplug, { driver: "virtio-scsi" });
+    assert.equal(buildQemuArgs(spec).at(-1), "virtio-scsi-device,id=scsi0");
+    const off = vmSpecFromConfig(defaultConfig("/guest").hypervisor, { id: "pod1", runDir: RUN, accel: "tcg" });
+    assert.equal(off.blockHotplug, undefined, "none with disable_block_device_use = true (the default)");
   });
 
   it("refuses a share when the configuration has no shared file system", () => {
