@@ -12,7 +12,9 @@
  * - boot:  by the initramfs, only what reaches the root image (virtio
  *          transports, virtio_blk, erofs);
  * - agent: by the root image's init, before the agent starts (its channel);
- * - later: by the root image's init in the background, while the agent starts.
+ * - later: by the root image's init in the background, while the agent starts
+ *          (among them virtio_scsi and sd_mod, for the image layers added as
+ *          SCSI disks while the VM runs; they bring scsi_mod and scsi_common).
  */
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -35,6 +37,8 @@ export const GUEST_MODULES: Readonly<Record<ModuleStage, readonly string[]>> = {
     "fuse",
     "virtiofs",
     "overlay",
+    "virtio_scsi",
+    "sd_mod",
   ],
 };
 

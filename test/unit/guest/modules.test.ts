@@ -88,7 +88,7 @@ describe("guest modules", () => {
 
   it("asks for every module the guest needs, the root's path first", () => {
     const all = [...GUEST_MODULES.boot, ...GUEST_MODULES.agent, ...GUEST_MODULES.later];
-    for (const name of ["virtio_mmio", "virtio_pci", "virtio_blk", "erofs", "virtio_console", "virtio_net", "vmw_vsock_virtio_transport", "virtiofs", "overlay", "fuse", "libcrc32c"]) {
+    for (const name of ["virtio_mmio", "virtio_pci", "virtio_blk", "erofs", "virtio_console", "virtio_net", "vmw_vsock_virtio_transport", "virtiofs", "overlay", "fuse", "libcrc32c", "virtio_scsi", "sd_mod"]) {
       assert.ok(all.includes(name), name);
     }
     assert.deepEqual(GUEST_MODULES.agent, ["virtio_console"]);
