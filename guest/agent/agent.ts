@@ -119,7 +119,7 @@ export class Agent {
       cgroupRoot: this.options.cgroupRoot,
       oom: this.oom,
       consoleSocketPath: () => join(consoleDir, `${++this.consoleSockets}.sock`),
-      storages: new StorageRegistry(libc, this.log, { modulesReady: this.options.modulesReady }),
+      storages: new StorageRegistry(libc, this.log, { modulesReady: this.options.modulesReady, scratchDir: join(stateDir, "overlay") }),
       ports: this.ports,
       resolvConf: this.options.resolvConf,
       hostnameFile: this.options.hostnameFile,

@@ -113,7 +113,12 @@ export class Sandbox {
     const c = this.container(id);
     await c.remove(timeoutSec);
     this.containers.delete(id);
-    for (const mountPoint of c.storages) await this.deps.storages.release(mountPoint);
+    // The latest first: an overlay before the layers under it.
+    const failures: unknown[] = [];
+    for (const mountPoint of [...c.storages].reverse()) {
+      await this.deps.storages.release(mountPoint).catch((err: unknown) => failures.push(err));
+    }
+    if (failures.length > 0) throw new AggregateError(failures, `remove container ${id}: release storages`);
   }
 
   /** Kills and removes every container, closes forwarded connections, releases the storages. */

@@ -1,18 +1,36 @@
 /**
  * Storages: filesystems the guest provides for the sandbox and its
- * containers. "virtio-fs" mounts a shared directory by its tag (retried for
- * a while: a hot-added device appears some time after the host adds it, and
- * the guest kernel has no other way to tell); "local" is a fresh directory.
- * A mount point used by several containers is mounted once and counted.
+ * containers, each mounted once and counted by mount point, so that a
+ * storage several containers name (a shared directory, an image layer) is
+ * shared by them.
+ *
+ * - "virtio-fs": a shared directory by its tag (retried for a while: a
+ *   hot-added device appears some time after the host adds it, and the
+ *   guest kernel has no other way to tell);
+ * - "local": a fresh directory;
+ * - "scsi": a disk the host added, by its SCSI address "TARGET:LUN"
+ *   (storage-scsi.ts), mounted with the storage's fstype (erofs for image
+ *   layers) and options (`ro`);
+ * - "overlayfs": a container's root filesystem over storages already
+ *   acquired, with an upper layer the agent makes (storage-overlay.ts).
+ *
+ * A container's storages are acquired in the order given (layers before
+ * the overlay on them) and released in reverse.
  */
-import { chmod, mkdir, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, rm, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { VmpodError } from "../../src/common/errors.js";
 import type { Logger } from "../../src/common/log.js";
 import { sleep } from "../../src/common/time.js";
 import { isErrno } from "./errno.js";
-import { checkGuestPath } from "./spec-policy.js";
+import { parseMountOptions } from "./mount-options.js";
+import { overlayMountData, parseOverlayOptions } from "./storage-overlay.js";
+import { parseScsiAddress, waitForScsiDisk } from "./storage-scsi.js";
+import { checkGuestPath, resolveInside } from "./spec-policy.js";
 
-export const STORAGE_HANDLERS = ["virtio-fs", "local"] as const;
+export { parseMountOptions } from "./mount-options.js";
+
+export const STORAGE_HANDLERS = ["virtio-fs", "local", "scsi", "overlayfs"] as const;
 
 export interface StorageSpec {
   readonly driver: string;
@@ -30,33 +48,7 @@ export interface MountLibc {
 const MNT_DETACH = 2;
 const MOUNT_RETRY_MS = 5000;
 const MODULES_READY_WAIT_MS = 10_000;
-
-const FLAGS: Record<string, number> = {
-  ro: 1,
-  rw: 0,
-  nosuid: 2,
-  nodev: 4,
-  noexec: 8,
-  sync: 16,
-  dirsync: 128,
-  noatime: 1024,
-  nodiratime: 2048,
-  relatime: 1 << 21,
-  strictatime: 1 << 24,
-  defaults: 0,
-};
-
-/** mount(8)-style options → mount(2) flags and the filesystem's own data string. */
-export function parseMountOptions(options: readonly string[]): { flags: number; data: string } {
-  let flags = 0;
-  const data: string[] = [];
-  for (const option of options) {
-    const flag = FLAGS[option];
-    if (flag !== undefined) flags |= flag;
-    else if (option !== "") data.push(option);
-  }
-  return { flags, data: data.join(",") };
-}
+const DEVICE_WAIT_MS = 10_000;
 
 /** The mode of a local storage: a `mode=0NNN` option, 0777 by default (as an emptyDir). */
 export function localMode(options: readonly string[]): number {
@@ -72,20 +64,36 @@ interface Entry {
   refs: number;
   mounted: boolean;
   createdDir: boolean;
+  /** An overlay's own directory (upper and work), removed on release. */
+  scratchDir?: string;
 }
+
+export interface StorageRegistryOptions {
+  /** A file the guest's init makes once the modules loaded in the background are in (virtiofs, overlay, SCSI). */
+  readonly modulesReady?: string;
+  readonly mountRetryMs?: number;
+  /** Where overlays' upper and work directories go (a tmpfs); one directory per overlay storage. */
+  readonly scratchDir?: string;
+  /** How long a "scsi" storage waits for its disk to appear. */
+  readonly deviceWaitMs?: number;
+  /** /sys and /dev (tests give fake trees). */
+  readonly sysfs?: string;
+  readonly dev?: string;
+}
+
+const DEFAULT_SCRATCH_DIR = "/run/vmpod-agent/overlay";
 
 export class StorageRegistry {
   private readonly entries = new Map<string, Entry>();
   private modulesWaited = false;
+  private overlays = 0;
+  /** Acquires and releases run one at a time: two containers naming one layer must not both mount it. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly libc: MountLibc,
     private readonly log: Logger,
-    private readonly options: {
-      /** A file the guest's init makes once the virtiofs module is loaded (it loads while the agent starts). */
-      readonly modulesReady?: string;
-      readonly mountRetryMs?: number;
-    } = {},
+    private readonly options: StorageRegistryOptions = {},
   ) {}
 
   /** Mount points in use. */
@@ -101,14 +109,55 @@ export class StorageRegistry {
     }
     if (s.driver === "virtio-fs" && s.source === "") throw new VmpodError("InvalidArgument", `virtio-fs storage on ${s.mountPoint} has no tag`);
     if (s.driver === "local") localMode(s.options);
+    if (s.driver === "scsi") {
+      parseScsiAddress(s.source);
+      if (!/^[a-z0-9]+$/.test(s.fstype)) throw new VmpodError("InvalidArgument", `scsi storage on ${s.mountPoint} needs a file system type, not ${JSON.stringify(s.fstype)}`);
+    }
+    if (s.driver === "overlayfs") {
+      if (s.fstype !== "" && s.fstype !== "overlay") throw new VmpodError("InvalidArgument", `overlayfs storage on ${s.mountPoint} has fstype ${JSON.stringify(s.fstype)}`);
+      const { lowerDirs } = parseOverlayOptions(s.options);
+      for (const dir of lowerDirs) {
+        if (dir === s.mountPoint || dir.startsWith(s.mountPoint + "/")) {
+          throw new VmpodError("InvalidArgument", `overlayfs storage on ${s.mountPoint} has a lower directory inside it (${dir})`);
+        }
+      }
+    }
   }
 
   /** Makes the storage available (or counts one more user of it); returns its mount point. */
   async acquire(s: StorageSpec): Promise<string> {
     StorageRegistry.validate(s);
+    return await this.serialized(() => this.acquireNow(s));
+  }
+
+  /** One user less; the last one unmounts (and removes what the agent created). */
+  release(mountPoint: string): Promise<void> {
+    return this.serialized(() => this.releaseNow(mountPoint));
+  }
+
+  /** Releases every storage, whatever its count, the latest first; reports every failure. */
+  releaseAll(): Promise<void> {
+    return this.serialized(async () => {
+      const failures: unknown[] = [];
+      for (const mountPoint of [...this.entries.keys()].reverse()) {
+        const entry = this.entries.get(mountPoint);
+        if (entry) entry.refs = 1;
+        await this.releaseNow(mountPoint).catch((err: unknown) => failures.push(err));
+      }
+      if (failures.length > 0) throw new AggregateError(failures, "release storages");
+    });
+  }
+
+  private serialized<T>(step: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(step);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async acquireNow(s: StorageSpec): Promise<string> {
     const existing = this.entries.get(s.mountPoint);
     if (existing) {
-      if (existing.spec.driver !== s.driver || existing.spec.source !== s.source) {
+      if (!sameStorage(existing.spec, s)) {
         throw new VmpodError("AlreadyExists", `${s.mountPoint} already holds another storage (${existing.spec.driver} ${existing.spec.source})`);
       }
       existing.refs++;
@@ -122,8 +171,15 @@ export class StorageRegistry {
       if (s.driver === "virtio-fs") {
         await this.mountVirtioFs(s);
         entry.mounted = true;
+      } else if (s.driver === "scsi") {
+        await this.mountScsi(s);
+        entry.mounted = true;
+      } else if (s.driver === "overlayfs") {
+        await this.mountOverlay(s, entry);
+        entry.mounted = true;
       }
     } catch (err) {
+      if (entry.scratchDir !== undefined) await rm(entry.scratchDir, { recursive: true, force: true }).catch(() => undefined);
       if (entry.createdDir) await rmdir(s.mountPoint).catch(() => undefined);
       throw err;
     }
@@ -132,8 +188,7 @@ export class StorageRegistry {
     return s.mountPoint;
   }
 
-  /** One user less; the last one unmounts (and removes what the agent created). */
-  async release(mountPoint: string): Promise<void> {
+  private async releaseNow(mountPoint: string): Promise<void> {
     const entry = this.entries.get(mountPoint);
     if (!entry) return;
     if (--entry.refs > 0) return;
@@ -146,19 +201,9 @@ export class StorageRegistry {
         this.libc.umount(mountPoint, MNT_DETACH);
       }
     }
+    if (entry.scratchDir !== undefined) await rm(entry.scratchDir, { recursive: true, force: true });
     if (entry.spec.driver === "local" && entry.createdDir) await rm(mountPoint, { recursive: true, force: true });
     else if (entry.createdDir) await rmdir(mountPoint).catch(() => undefined);
-  }
-
-  /** Releases every storage, whatever its count; reports every failure. */
-  async releaseAll(): Promise<void> {
-    const failures: unknown[] = [];
-    for (const mountPoint of [...this.entries.keys()].reverse()) {
-      const entry = this.entries.get(mountPoint);
-      if (entry) entry.refs = 1;
-      await this.release(mountPoint).catch((err: unknown) => failures.push(err));
-    }
-    if (failures.length > 0) throw new AggregateError(failures, "release storages");
   }
 
   private async mountVirtioFs(s: StorageSpec): Promise<void> {
@@ -181,6 +226,46 @@ export class StorageRegistry {
     }
   }
 
+  private async mountScsi(s: StorageSpec): Promise<void> {
+    await this.waitForModules();
+    const address = parseScsiAddress(s.source);
+    const roots = { sysfs: this.options.sysfs ?? "/sys", dev: this.options.dev ?? "/dev" };
+    const device = await waitForScsiDisk(address, roots, this.options.deviceWaitMs ?? DEVICE_WAIT_MS);
+    const { flags, data } = parseMountOptions(s.options);
+    try {
+      this.libc.mount(device, s.mountPoint, s.fstype, flags, data);
+    } catch (err) {
+      throw new VmpodError("Internal", `mount ${s.fstype} ${device} (scsi ${s.source}) on ${s.mountPoint}`, { cause: err });
+    }
+  }
+
+  /** Mounts the overlay on lower directories inside acquired storages; the upper and work directories are made here. */
+  private async mountOverlay(s: StorageSpec, entry: Entry): Promise<void> {
+    const { lowerDirs, flags } = parseOverlayOptions(s.options);
+    const roots = [...this.entries.keys()];
+    const lowers: string[] = [];
+    for (const dir of lowerDirs) lowers.push(await resolveInside("overlayfs lower directory", dir, roots));
+    await this.waitForModules();
+    const scratch = join(this.options.scratchDir ?? DEFAULT_SCRATCH_DIR, String(++this.overlays));
+    await rm(scratch, { recursive: true, force: true });
+    await mkdir(scratch, { recursive: true, mode: 0o700 });
+    entry.scratchDir = scratch;
+    const upper = join(scratch, "upper");
+    const work = join(scratch, "work");
+    await mkdir(upper);
+    await mkdir(work);
+    // The root of the merged tree takes its owner and mode from the upper directory.
+    const top = await stat(lowers[0] ?? "/");
+    await chown(upper, top.uid, top.gid);
+    await chmod(upper, top.mode & 0o7777);
+    const data = overlayMountData(lowers, upper, work);
+    try {
+      this.libc.mount("overlay", s.mountPoint, "overlay", parseMountOptions(flags).flags, data);
+    } catch (err) {
+      throw new VmpodError("Internal", `mount overlay on ${s.mountPoint}`, { cause: err });
+    }
+  }
+
   private async waitForModules(): Promise<void> {
     const marker = this.options.modulesReady;
     if (marker === undefined || this.modulesWaited) return;
@@ -196,4 +281,13 @@ export class StorageRegistry {
     }
     this.modulesWaited = true;
   }
+}
+
+/** Whether a second request for a mount point names the storage already there. */
+function sameStorage(a: StorageSpec, b: StorageSpec): boolean {
+  if (a.driver !== b.driver || a.source !== b.source) return false;
+  if (a.driver === "scsi" || a.driver === "overlayfs") {
+    return a.fstype === b.fstype && a.options.length === b.options.length && a.options.every((o, i) => o === b.options[i]);
+  }
+  return true;
 }

@@ -13,9 +13,23 @@ import type {
   StorageSchema,
 } from "../gen/agent_pb.js";
 
+/**
+ * A filesystem the guest agent provides to the sandbox or a container,
+ * mounted once per mount point and counted:
+ * - "virtio-fs": a shared directory; source is its tag.
+ * - "local": a fresh directory in the guest.
+ * - "scsi": a disk added with Hypervisor.addDevice; source is its SCSI
+ *   address "TARGET:LUN" (AttachedDevice.source), fstype its file system
+ *   ("erofs" for an image layer), options e.g. ["ro"].
+ * - "overlayfs": a container's root filesystem; options
+ *   ["lowerdir=TOP:...:BOTTOM", mount flags...], each lower directory an
+ *   acquired storage's mount point or under one; the agent makes the upper
+ *   and work directories itself (in its tmpfs) and removes them on release.
+ * A container's storages are acquired in order (layers before the overlay)
+ * and released in reverse.
+ */
 export interface Storage {
-  /** "virtio-fs" mounts a shared directory by tag; "local" makes a directory in the guest. */
-  readonly driver: "virtio-fs" | "local";
+  readonly driver: "virtio-fs" | "local" | "scsi" | "overlayfs";
   readonly source: string;
   readonly fstype?: string;
   readonly options?: readonly string[];
