@@ -55,6 +55,11 @@ export class ZstdDecompressor extends Duplex {
     });
   }
 
+  /** The child's process id (undefined if it could not be started). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   override _read(): void {
     this.child.stdout.resume();
   }
