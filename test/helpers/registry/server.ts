@@ -52,6 +52,18 @@ export interface RunningRegistry {
   stop(): Promise<void>;
 }
 
+/** Registries still running: killed when the test process exits without stopping them (a test killed mid-run). */
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of live) {
+    try {
+      process.kill(-(child.pid as number), "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
+
 const START_ATTEMPTS = 4;
 const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
@@ -115,6 +127,8 @@ async function launch(dir: string, authYaml: string): Promise<Launched> {
     const configPath = join(dir, "config.yml");
     await writeFile(configPath, config(dir, host, authYaml));
     const child = spawn(REGISTRY_BINARY, ["serve", configPath], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    live.add(child);
+    child.once("exit", () => live.delete(child));
     const output: string[] = [];
     child.stdout?.on("data", (b: Buffer) => output.push(b.toString()));
     child.stderr?.on("data", (b: Buffer) => output.push(b.toString()));
