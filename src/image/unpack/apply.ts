@@ -21,6 +21,8 @@ import type { TarEntry, TarHeader } from "./tar.js";
 
 const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const OPAQUE_XATTR = "trusted.overlay.opaque";
+/** The largest uid or gid (2^32 - 1 means "no change" to chown). */
+const MAX_ID = 0xfffffffe;
 
 function refuse(message: string): VmpodError {
   return new VmpodError("InvalidArgument", message);
@@ -101,6 +103,7 @@ export class LayerApplier {
         break;
     }
     if (path === "" && h.type !== "directory") throw refuse(`${what} would replace the layer's root with a ${h.type}`);
+    if (h.uid > MAX_ID || h.gid > MAX_ID) throw refuse(`${what}: owner ${h.uid}:${h.gid} is out of range`);
     await this.ensureParents(path, what);
     const abs = this.abs(path);
     switch (h.type) {

@@ -59,6 +59,7 @@ describe("layer unpacker (no root)", () => {
     ["a hardlink to a file outside", [{ name: "pw", type: "hardlink", linkname: "/etc/passwd" }], /entry "pw": hardlink target "\/etc\/passwd" is not a file written earlier by this layer/],
     ["a hardlink escaping", [{ name: "pw", type: "hardlink", linkname: "../x" }], /hardlink target "\.\.\/x".*"\.\."/],
     ["an unknown entry type", [{ name: "v", typeflag: "V" }], /entry "v" has unknown type "V"/],
+    ["an owner out of range", [{ name: "f", uid: 2 ** 32, body: "" }], /entry "f": owner 4294967296:0 is out of range/],
     ["a whiteout naming nothing", [{ name: ".wh.", body: "" }], /whiteout names no entry/],
   ];
   for (const [what, entries, pattern] of refusals) {
