@@ -147,7 +147,7 @@ function basicUser(header: string | undefined, options: TokenServerOptions): str
   return decoded.slice(0, colon) === options.username && decoded.slice(colon + 1) === options.password ? options.username : undefined;
 }
 
-/** "repository:name/with/slashes:pull,push" → access entry; the name may hold a port's colon only in registry scopes, not here. */
+/** "repository:vmpod-test/busybox:pull,push" → { type, name, actions }. */
 function parseScope(scope: string): Access | undefined {
   const first = scope.indexOf(":");
   const last = scope.lastIndexOf(":");

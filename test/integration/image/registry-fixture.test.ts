@@ -371,6 +371,28 @@ describe("test registry fixture (docker-registry, skopeo)", function () {
       assert.equal((await post("not-it")).status, 401);
     });
 
+    it("with `anonymous`, hands credential-less clients a token that opens nothing; `expiresIn` sets the lifetime", async () => {
+      const open = await startRegistry({ auth: { token: { ...CREDS, anonymous: true, expiresIn: 30 } } });
+      try {
+        const server = open.tokenServer;
+        assert.ok(server);
+        const image = await pushBusybox(open);
+        const res = await get(`${server.realm}?service=${server.service}&scope=repository:${image.repository}:pull`);
+        assert.equal(res.status, 200);
+        const body = JSON.parse(res.bytes.toString()) as { token: string; expires_in: number };
+        assert.equal(body.expires_in, 30);
+        const claims = JSON.parse(Buffer.from(body.token.split(".")[1] as string, "base64url").toString()) as { exp: number; iat: number; access: unknown[]; sub: string };
+        assert.equal(claims.exp - claims.iat, 30);
+        assert.deepEqual([claims.sub, claims.access], ["", []]);
+        const denied = await getManifest(open.url, image.repository, image.tag, { authorization: `Bearer ${body.token}` });
+        assert.equal(denied.status, 401);
+        assert.equal(server.requests.at(-1)?.user, "");
+      } finally {
+        await open.stop();
+      }
+      await assertGone(open);
+    });
+
     it("is read by skopeo with --creds", async () => {
       const image = await pushZstd(registry);
       assert.equal((await skopeoInspect(image.reference, ["--creds", `${CREDS.username}:${CREDS.password}`])).Digest, image.manifestDigest);
