@@ -2,26 +2,15 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { buffer } from "node:stream/consumers";
-import { VmpodError, type ErrorKind } from "../../../../src/common/errors.js";
+import type { ErrorKind } from "../../../../src/common/errors.js";
 import { silentLogger } from "../../../../src/common/log.js";
 import type { RegistryHostConfig } from "../../../../src/config/types.js";
 import { digestOf } from "../../../../src/image/digest.js";
 import { MediaType } from "../../../../src/image/manifest.js";
 import { parseReference } from "../../../../src/image/reference.js";
 import { RegistryClient, type RegistryClientOptions } from "../../../../src/image/registry/client.js";
+import { rejectsWith } from "./expect.js";
 import { FakeRegistry, json } from "./fake-registry.js";
-
-export async function rejectsWith(promise: Promise<unknown>, kind: ErrorKind, message: RegExp): Promise<VmpodError> {
-  let caught: unknown;
-  await promise.then(
-    () => assert.fail(`expected a ${kind} error`),
-    (err: unknown) => (caught = err),
-  );
-  assert.ok(caught instanceof VmpodError, `expected a VmpodError, got ${String(caught)}`);
-  assert.equal(caught.kind, kind, caught.message);
-  assert.match(caught.message, message);
-  return caught;
-}
 
 describe("registry client: manifests and blobs", () => {
   let registry: FakeRegistry;
