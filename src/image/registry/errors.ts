@@ -76,7 +76,8 @@ const TLS_TRUST_CODES = new Set([
 export function transportError(what: string, err: unknown, signal?: AbortSignal, registryHost?: string): VmpodError {
   if (signal?.aborted) {
     const reason = signal.reason as { name?: unknown } | undefined;
-    return new VmpodError(reason?.name === "TimeoutError" ? "DeadlineExceeded" : "Canceled", `${what}: canceled`);
+    if (reason?.name === "TimeoutError") return new VmpodError("DeadlineExceeded", `${what}: the caller's deadline passed`);
+    return new VmpodError("Canceled", `${what}: canceled`);
   }
   if (err instanceof VmpodError) return new VmpodError(err.kind, what, { cause: err });
   const code = codeOf(err);
