@@ -52,11 +52,12 @@ export class RegistryClient implements Registry {
   }
 
   getManifest(ref: ImageReference, options: RequestOptions = {}): Promise<FetchedManifest> {
-    return this.manifest(ref, ref.digest ?? ref.tag ?? "latest", ref.digest, options);
+    return this.manifest(ref, ref.digest ?? ref.tag ?? "latest", ref.digest, undefined, options);
   }
 
+  /** Asked first where the repository's last manifest came from (an index's entry lives beside the index). */
   getManifestByDigest(ref: ImageReference, digest: Digest, options: RequestOptions = {}): Promise<FetchedManifest> {
-    return this.manifest(ref, digest, digest, options);
+    return this.manifest(ref, digest, digest, this.served.get(repositoryName(ref)), options);
   }
 
   async openBlob(ref: ImageReference, descriptor: Descriptor, options: RequestOptions & { readonly offset?: number } = {}): Promise<BlobDownload> {
@@ -93,9 +94,9 @@ export class RegistryClient implements Registry {
     await this.hosts.close();
   }
 
-  private async manifest(ref: ImageReference, reference: string, expected: Digest | undefined, options: RequestOptions): Promise<FetchedManifest> {
+  private async manifest(ref: ImageReference, reference: string, expected: Digest | undefined, preferred: string | undefined, options: RequestOptions): Promise<FetchedManifest> {
     const what = `manifest ${repositoryName(ref)}${isDigest(reference) ? "@" : ":"}${reference}`;
-    return this.onEndpoints(ref, what, options.signal, undefined, async (endpoint) => {
+    return this.onEndpoints(ref, what, options.signal, preferred, async (endpoint) => {
       const where = `${what} from ${endpoint.url}`;
       const res = await this.exchange(endpoint, ref, `manifests/${reference}`, { accept: MANIFEST_ACCEPT.join(", ") }, options);
       if (res.statusCode !== 200) throw statusError(where, res.statusCode, await drain(res));

@@ -106,11 +106,13 @@ describe("registry client: mirrors", () => {
     assert.equal(fetched.digest, image.digest);
     assert.equal(empty.requests.length, 1);
     assert.equal(broken.requests.length, 1);
+    await client.getManifestByDigest(ref, image.digest);
+    assert.equal(empty.requests.length + broken.requests.length, 2, "an index's entry is asked where the index came from");
 
     // A blob: the registry (which served the manifest) first, then the mirrors.
     const blob = await client.openBlob(ref, { mediaType: MediaType.ociLayerGzip, digest: image.layer, size: image.layerBytes.length });
     assert.deepEqual(await buffer(blob.body), image.layerBytes);
-    assert.equal(empty.requests.length + broken.requests.length, 2);
+    assert.equal(empty.requests.length + broken.requests.length, 2, "the blob came from the registry first");
   });
 
   it("throws the registry's own error, naming the mirrors' failures, when all fail", async () => {
