@@ -164,7 +164,7 @@ export class Authenticator {
       }
       if (res.statusCode === 401 || res.statusCode === 403) {
         await drain(res);
-        throw authFailed(scope, `the token service ${realmUrl.origin} refused ${credentials ? "the credentials" : "an anonymous pull"} (HTTP ${res.statusCode})`);
+        throw authFailed(scope, `the token service ${realmUrl.origin} refused ${credentialId(credentials) === "anonymous" ? "an anonymous pull" : "the credentials"} (HTTP ${res.statusCode})`);
       }
       if (res.statusCode !== 200) throw statusError(what, res.statusCode, await drain(res));
       const body = await readBody(res, MAX_TOKEN_RESPONSE, "token response");
