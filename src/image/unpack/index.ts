@@ -30,6 +30,10 @@ export class TarLayerUnpacker implements LayerUnpacker {
       source.destroy();
       throw canceled();
     }
+    // The source's own failure (a download cut off) is passed on as it is:
+    // the streams after it see the same error and must not be blamed.
+    const sourceErrors = new Set<unknown>();
+    source.on("error", (err) => sourceErrors.add(err));
     const applier = new LayerApplier(targetDir, this.options.logger);
     const digester = new DigestingStream();
     let applying: Promise<void> | undefined;
@@ -66,6 +70,7 @@ export class TarLayerUnpacker implements LayerUnpacker {
       await applier.finish();
     } catch (err) {
       if (signal?.aborted) throw canceled();
+      if (sourceErrors.has(err)) throw wrap("unpack layer: read layer", err);
       if (gzip?.isOwnError(err)) throw new VmpodError("InvalidArgument", "unpack layer: gzip stream is corrupt", { cause: err });
       throw wrap("unpack layer", err);
     } finally {
