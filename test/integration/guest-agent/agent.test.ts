@@ -25,7 +25,7 @@ describe("guest agent: sandbox and validation", function () {
     assert.equal((await unary(c, Health.method.version, {})).agentVersion, "0.1.0");
     const details = await unary(c, AgentService.method.getGuestDetails, {});
     assert.equal(details.agentDetails?.initDaemon, false);
-    assert.deepEqual(details.agentDetails?.storageHandlers, ["virtio-fs", "local"]);
+    assert.deepEqual(details.agentDetails?.storageHandlers, ["virtio-fs", "local", "scsi", "overlayfs"]);
     // Sets the host's clock here (no namespace isolates CLOCK_REALTIME): to now, off by the call's latency.
     const now = Date.now();
     await unary(c, AgentService.method.setGuestDateTime, { Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) });
