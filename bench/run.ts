@@ -4,6 +4,7 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   "vm-start": () => import("./vm-start.js"),
+  "image-pull": () => import("./image-pull.js"),
 };
 
 async function main(): Promise<void> {

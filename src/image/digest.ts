@@ -32,8 +32,11 @@ export function digestOf(data: Uint8Array | string): Digest {
 
 /**
  * Counts and hashes the bytes passing through. With `expected`, the stream
- * errors (InvalidArgument, naming both digests) at its end when the digest
- * or the size differs, and as soon as more bytes arrive than the size allows.
+ * errors (InvalidArgument) as soon as more bytes arrive than the size
+ * allows, and `check()`, called once everything has passed, throws when the
+ * digest or the size differs. The check is the caller's step, not an error
+ * at the stream's end, so that it cannot be lost by a reader that has
+ * already stopped listening.
  */
 export class DigestingStream extends Transform {
   private readonly hash: Hash = createHash("sha256");
@@ -53,6 +56,17 @@ export class DigestingStream extends Transform {
     return `sha256:${this.hash.copy().digest("hex")}`;
   }
 
+  /** Throws (InvalidArgument, naming both digests) unless what passed is what was expected. */
+  check(): void {
+    const expected = this.expected;
+    if (!expected) return;
+    if (expected.size !== undefined && this.count !== expected.size) {
+      throw new VmpodError("InvalidArgument", `${this.what()} has ${this.count} bytes, its descriptor gives ${expected.size}`);
+    }
+    const actual = this.digest();
+    if (actual !== expected.digest) throw new VmpodError("InvalidArgument", `${this.what()} has digest ${actual}, expected ${expected.digest}`);
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.count += chunk.length;
     const size = this.expected?.size;
@@ -62,22 +76,6 @@ export class DigestingStream extends Transform {
     }
     this.hash.update(chunk);
     callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    const expected = this.expected;
-    if (expected) {
-      if (expected.size !== undefined && this.count !== expected.size) {
-        callback(new VmpodError("InvalidArgument", `${this.what()} has ${this.count} bytes, its descriptor gives ${expected.size}`));
-        return;
-      }
-      const actual = this.digest();
-      if (actual !== expected.digest) {
-        callback(new VmpodError("InvalidArgument", `${this.what()} has digest ${actual}, expected ${expected.digest}`));
-        return;
-      }
-    }
-    callback();
   }
 
   private what(): string {

@@ -6,10 +6,10 @@
  * midway keeps its bytes so that the next pull resumes with a range request;
  * a layer that fails verification keeps nothing.
  */
-import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
+import { once } from "node:events";
+import { createReadStream, createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
-import { finished } from "node:stream/promises";
+import { finished, pipeline } from "node:stream/promises";
 import { VmpodError, wrap } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { DigestingStream, type Digest } from "./digest.js";
@@ -23,6 +23,8 @@ import type { Descriptor, ImageRecord, ImageReference, LayerUnpacker, Platform, 
 /** Manifests and configs are small; anything larger is refused. */
 const MAX_CONFIG_BYTES = 8 << 20;
 const PROGRESS_EVERY_MS = 5_000;
+/** Bytes of a layer download held in memory on their way to the partial file. */
+const INGEST_BUFFER = 1 << 20;
 
 export interface PullContext {
   readonly registry: Registry;
@@ -126,7 +128,9 @@ async function fetchSmallBlob(ctx: PullContext, ref: ImageReference, desc: Descr
   const download = await ctx.registry.openBlob(ref, desc, options);
   const verify = new DigestingStream({ digest: desc.digest, size: desc.size, what: `config ${desc.digest}` });
   const chunks: Buffer[] = [];
+  download.body.on("error", (err) => verify.destroy(err));
   for await (const chunk of download.body.pipe(verify)) chunks.push(chunk as Buffer);
+  verify.check();
   return Buffer.concat(chunks);
 }
 
@@ -154,27 +158,31 @@ async function fetchLayer(
   // digest check into the unpacker.
   async function* blob(): AsyncGenerator<Buffer> {
     if (have > 0) yield* createReadStream(partialPath, { end: have - 1 }) as AsyncIterable<Buffer>;
-    const file = await open(partialPath, have > 0 ? "a" : "w", 0o600);
+    const file = createWriteStream(partialPath, { flags: have > 0 ? "a" : "w", mode: 0o600, highWaterMark: INGEST_BUFFER });
+    const fileFailed = new Promise<never>((_, reject) => file.once("error", reject));
+    fileFailed.catch(() => undefined);
     try {
       for await (const chunk of download.body as AsyncIterable<Buffer>) {
-        await file.write(chunk);
+        // Written behind the unpack, waiting only when the disk falls behind.
+        if (!file.write(chunk)) await Promise.race([once(file, "drain"), fileFailed]);
         progress.add(layer, chunk.length);
         yield chunk;
       }
     } finally {
-      await file.close();
+      await new Promise<void>((resolve) => file.end(resolve));
     }
   }
   const verified = new DigestingStream({ digest: layer.digest, size: layer.size, what: `layer ${layer.digest}` });
   const source = Readable.from(blob());
-  source.on("error", (err) => verified.destroy(err));
-  source.pipe(verified);
+  // Failures of either side reach the unpacker, which reads `verified`.
+  pipeline(source, verified).catch(() => undefined);
   try {
     const info = await ctx.layers.add(diffId, async (fsDir) => {
       const result = await ctx.unpacker.unpack(verified, compression, fsDir, options.signal ? { signal: options.signal } : {});
       // The tar may end before the blob does: the rest must still be read and verified.
       if (!verified.readableEnded) verified.resume();
       await finished(verified);
+      verified.check();
       return result;
     });
     await ctx.content.dropPartial(layer.digest);

@@ -30,10 +30,11 @@ export class TarLayerUnpacker implements LayerUnpacker {
       source.destroy();
       throw canceled();
     }
-    // The source's own failure (a download cut off) is passed on as it is:
-    // the streams after it see the same error and must not be blamed.
-    const sourceErrors = new Set<unknown>();
-    source.on("error", (err) => sourceErrors.add(err));
+    // A failure is blamed on the stage where it first appeared: a download
+    // cut off is the source's and passed on as it is, bad gzip data is the
+    // layer's. Every stage sees the same error once the pipeline tears down.
+    let firstError: { stage: "source" | "other"; err: unknown } | undefined;
+    source.on("error", (err) => (firstError ??= { stage: "source", err }));
     const applier = new LayerApplier(targetDir, this.options.logger);
     const digester = new DigestingStream();
     let applying: Promise<void> | undefined;
@@ -53,6 +54,7 @@ export class TarLayerUnpacker implements LayerUnpacker {
       switch (compression) {
         case "gzip":
           gzip = gunzip();
+          gzip.stream.on("error", (err) => (firstError ??= { stage: "other", err }));
           await pipeline(source, gzip.stream, digester, consume, pipelineOptions);
           break;
         case "zstd":
@@ -70,7 +72,7 @@ export class TarLayerUnpacker implements LayerUnpacker {
       await applier.finish();
     } catch (err) {
       if (signal?.aborted) throw canceled();
-      if (sourceErrors.has(err)) throw wrap("unpack layer: read layer", err);
+      if (firstError?.stage === "source" && firstError.err === err) throw wrap("unpack layer: read layer", err);
       if (gzip?.isOwnError(err)) throw new VmpodError("InvalidArgument", "unpack layer: gzip stream is corrupt", { cause: err });
       throw wrap("unpack layer", err);
     } finally {
