@@ -18,7 +18,7 @@
  * the overlay on them) and released in reverse.
  */
 import { chmod, chown, mkdir, rm, rmdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { VmpodError } from "../../src/common/errors.js";
 import type { Logger } from "../../src/common/log.js";
 import { sleep } from "../../src/common/time.js";
@@ -64,6 +64,8 @@ interface Entry {
   refs: number;
   mounted: boolean;
   createdDir: boolean;
+  /** The topmost directory the agent made for the mount point (its parents too, when they were missing). */
+  createdFrom?: string;
   /** An overlay's own directory (upper and work), removed on release. */
   scratchDir?: string;
 }
@@ -166,7 +168,8 @@ export class StorageRegistry {
     const entry: Entry = { spec: s, refs: 1, mounted: false, createdDir: false };
     try {
       entry.createdDir = !(await stat(s.mountPoint).then(() => true, () => false));
-      await mkdir(s.mountPoint, { recursive: true });
+      const first = await mkdir(s.mountPoint, { recursive: true });
+      if (first !== undefined) entry.createdFrom = first;
       if (s.driver === "local" && entry.createdDir) await chmod(s.mountPoint, localMode(s.options));
       if (s.driver === "virtio-fs") {
         await this.mountVirtioFs(s);
@@ -180,7 +183,7 @@ export class StorageRegistry {
       }
     } catch (err) {
       if (entry.scratchDir !== undefined) await rm(entry.scratchDir, { recursive: true, force: true }).catch(() => undefined);
-      if (entry.createdDir) await rmdir(s.mountPoint).catch(() => undefined);
+      if (entry.createdDir) await removeMadeDirs(s.mountPoint, entry.createdFrom);
       throw err;
     }
     this.entries.set(s.mountPoint, entry);
@@ -203,7 +206,7 @@ export class StorageRegistry {
     }
     if (entry.scratchDir !== undefined) await rm(entry.scratchDir, { recursive: true, force: true });
     if (entry.spec.driver === "local" && entry.createdDir) await rm(mountPoint, { recursive: true, force: true });
-    else if (entry.createdDir) await rmdir(mountPoint).catch(() => undefined);
+    if (entry.createdDir) await removeMadeDirs(mountPoint, entry.createdFrom);
   }
 
   private async mountVirtioFs(s: StorageSpec): Promise<void> {
@@ -280,6 +283,21 @@ export class StorageRegistry {
       delay = Math.min(delay * 2, 100);
     }
     this.modulesWaited = true;
+  }
+}
+
+/**
+ * Removes the mount point and the parents made with it, up to `top`, while
+ * they are empty (another storage may have its mount point beside it).
+ */
+async function removeMadeDirs(mountPoint: string, top: string | undefined): Promise<void> {
+  for (let dir = mountPoint; ; dir = dirname(dir)) {
+    const removed = await rmdir(dir).then(
+      () => true,
+      (err: unknown) => isErrno(err, "ENOENT"),
+    );
+    if (!removed) return;
+    if (top === undefined || dir === top || !dir.startsWith(top + "/")) return;
   }
 }
 

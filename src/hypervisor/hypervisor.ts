@@ -86,8 +86,9 @@ export interface Hypervisor {
   /**
    * Removes a device added by addDevice, once the VM has let it go (it waits
    * for that, with a timeout). NotFound for an id not added (or already
-   * removed); a removal that failed part-way can be called again and
-   * finishes what is left.
+   * removed). A block device's removal that failed part-way can be called
+   * again and finishes what is left. SCSI disks are removed without the
+   * guest's consent: release the guest's mounts of one before removing it.
    */
   removeDevice(id: string, options?: CallOptions): Promise<void>;
   /**

@@ -95,12 +95,12 @@ describe("guest agent: storages", () => {
 
   it("makes a local storage with its mode and removes it with its contents", async () => {
     const registry = new StorageRegistry(new FakeMounts(), silentLogger);
-    const mp = join(dir, "scratch");
+    const mp = join(dir, "made/scratch");
     await registry.acquire(local(mp, ["mode=0700"]));
     assert.equal((await stat(mp)).mode & 0o7777, 0o700);
     await writeFile(join(mp, "file"), "x");
     await registry.release(mp);
-    await assert.rejects(stat(mp));
+    await assert.rejects(stat(join(dir, "made")), "with the parent made for it");
   });
 
   it("refuses unknown drivers, relative or unnormalized mount points, and a second storage on the same mount point", async () => {
@@ -229,6 +229,9 @@ describe("guest agent: storages", () => {
       await registry.release(l0);
       assert.deepEqual(libc.calls.slice(3), [`umount ${rootfs} 0`, `umount ${l1} 0`, `umount ${l0} 0`]);
       assert.deepEqual(await readdir(scratch), [], "the upper and work directories are gone");
+      assert.ok(!(await readdir(dir)).includes("c1"), "the overlay's mount point and the parent made for it are gone");
+      // (layers/0 holds sub: the fake mount left it on disk, so it stays.)
+      assert.deepEqual(await readdir(join(dir, "layers")), ["0"]);
     });
 
     it("refuses an overlay whose lower directory is not in an acquired storage, leaving nothing", async () => {

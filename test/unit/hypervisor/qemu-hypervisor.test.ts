@@ -14,6 +14,7 @@ describe("QemuHypervisor before and around a failed prepare", () => {
     await assert.rejects(hv.wait(), isKind("FailedPrecondition"));
     await assert.rejects(hv.start(), isKind("FailedPrecondition"));
     await assert.rejects(hv.addDevice({ kind: "virtio-fs", id: "d", tag: "t", sourceDir: "/s" }), isKind("FailedPrecondition"));
+    await assert.rejects(hv.addDevice({ kind: "block", id: "d", path: "/layer.erofs", readonly: true }), isKind("FailedPrecondition"));
     await assert.rejects(hv.removeDevice("d"), isKind("FailedPrecondition"));
     assert.equal(await hv.consoleTail(), "");
     assert.equal(await hv.exitError(), undefined);
