@@ -67,10 +67,11 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       registries: reader.registries("registries"),
     },
   };
-  if (!config.hypervisor.disableBlockDeviceUse && config.hypervisor.blockDeviceDriver === "virtio-blk" && config.hypervisor.machineType === "microvm") {
+  if (!config.hypervisor.disableBlockDeviceUse && config.hypervisor.blockDeviceDriver === "virtio-blk") {
+    // microvm has no PCI hot-plug at all; on q35 adding layers on PCI root ports is not built yet.
     throw new VmpodError(
       "InvalidArgument",
-      `${source}: hypervisor.qemu.block_device_driver = "virtio-blk" cannot add image layers to a running microvm (no PCI hotplug); use "virtio-scsi" or machine_type = "q35"`,
+      `${source}: hypervisor.qemu.block_device_driver = "virtio-blk" cannot add image layers to a running VM yet; use "virtio-scsi" with disable_block_device_use = false`,
     );
   }
   return { config, warnings: reader.unknownKeys() };

@@ -187,7 +187,7 @@ export class LocalImageService implements ImageService {
     };
   }
 
-  async use(imageId: Digest, holder: string): Promise<RootfsLayers> {
+  async use(imageId: Digest, holder: string, options: { readonly blockImages?: boolean } = {}): Promise<RootfsLayers> {
     if (!isSafeId(holder)) throw new VmpodError("InvalidArgument", `container id ${JSON.stringify(holder)} is not a safe name`);
     return this.change(async () => {
       const record = this.index.get(imageId);
@@ -204,9 +204,14 @@ export class LocalImageService implements ImageService {
         await writeFileAtomic(join(dir, "image"), imageId, 0o600);
         this.users.set(holder, imageId);
       }
+      const layers = [];
+      for (const diffId of record.layers) {
+        const dir = this.layers.fsDir(diffId);
+        layers.push(options.blockImages ? { diffId, dir, blockImage: await this.layers.blockImage(diffId) } : { diffId, dir });
+      }
       return {
         imageId,
-        layers: record.layers.map((diffId) => ({ diffId, dir: this.layers.fsDir(diffId) })),
+        layers,
         upperDir: join(dir, "upper"),
         workDir: join(dir, "work"),
       };

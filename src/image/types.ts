@@ -167,12 +167,14 @@ export interface FilesystemUsage {
 
 /**
  * A container's root filesystem, ready to be mounted: the image's unpacked
- * layers (lowest first, each an overlay lower directory) and the container's
- * own writable layer (an overlay upper and work directory on the host).
+ * layers (lowest first, each an overlay lower directory, and an erofs image
+ * of it for block layers) and the container's own writable layer (an
+ * overlay upper and work directory on the host).
  */
 export interface RootfsLayers {
   readonly imageId: Digest;
-  readonly layers: readonly { readonly diffId: Digest; readonly dir: string }[];
+  /** `blockImage`: the layer as a read-only erofs image, when asked for. */
+  readonly layers: readonly { readonly diffId: Digest; readonly dir: string; readonly blockImage?: string }[];
   readonly upperDir: string;
   readonly workDir: string;
 }
@@ -205,7 +207,7 @@ export interface ImageService {
    * writable layer, until `release(holder)`; survives restarts. Calling it
    * again for the same holder and image gives the same layer.
    */
-  use(imageId: Digest, holder: string): Promise<RootfsLayers>;
+  use(imageId: Digest, holder: string, options?: { readonly blockImages?: boolean }): Promise<RootfsLayers>;
   /** Ends a holder's use and deletes its writable layer. Unknown holders are ignored. */
   release(holder: string): Promise<void>;
   /** The holders using an image. */

@@ -10,6 +10,11 @@ import { join } from "node:path";
 
 /** Where the guest mounts the pod's shared directory. */
 export const GUEST_SHARED_DIR = "/run/vmpod/shared";
+/** Where the guest mounts image layers given as disks (block layers). */
+export const GUEST_LAYERS_DIR = "/run/vmpod/layers";
+/** Where the guest keeps containers' root filesystems made from block layers. */
+const GUEST_CONTAINERS_DIR = "/run/vmpod/containers";
+
 /** The virtio-fs tag of the pod's shared directory. */
 export const SHARED_FS_TAG = "vmpod-shared";
 
@@ -35,4 +40,9 @@ export function containerHostRootfs(paths: SandboxPaths, containerId: string): s
 
 export function containerGuestRootfs(containerId: string): string {
   return `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
+}
+
+/** A container's root filesystem overlaid in the guest from block layers. */
+export function containerGuestBlockRootfs(containerId: string): string {
+  return `${GUEST_CONTAINERS_DIR}/${containerId}/rootfs`;
 }

@@ -20,7 +20,8 @@ import type { RootfsLayers } from "../image/types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
 import { readTail } from "../hypervisor/tail.js";
-import { containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
+import { LayerDisks } from "./layer-disks.js";
+import { containerGuestBlockRootfs, containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { openProcessIo, type ProcessIo } from "./process-io.js";
 
 export interface PodVmOptions {
@@ -61,6 +62,8 @@ const EXIT_GRACE_MS = 1_000;
 export class PodVm {
   private stopping: Promise<void> | undefined;
   private readonly containers = new Set<string>();
+  /** Image layers as disks, when the VM takes them. */
+  private readonly layerDisks: LayerDisks | undefined;
 
   private constructor(
     readonly id: string,
@@ -72,7 +75,14 @@ export class PodVm {
     /** Resolves when the VM process exits, whoever stopped it. */
     readonly exited: Promise<VmExit>,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.layerDisks = spec.blockHotplug ? new LayerDisks(hypervisor, logger) : undefined;
+  }
+
+  /** True when containers' image layers go to the VM as disks; ask the image service for block images then. */
+  get takesLayerDisks(): boolean {
+    return this.layerDisks !== undefined;
+  }
 
   static async boot(options: PodVmOptions): Promise<PodVm> {
     const { paths, hypervisor, logger } = options;
@@ -138,35 +148,48 @@ export class PodVm {
 
   /**
    * Creates a container from its root filesystem: a directory on the host
-   * bind-mounted into the pod's shared directory, or an image's layers with
+   * bind-mounted into the pod's shared directory; or an image's layers with
    * the container's writable layer, overlaid on the host into the shared
-   * directory. `spec.root` is set here.
+   * directory, or, when the VM takes disks (block layers), given as erofs
+   * disks that the guest overlays, with the container's writes in the guest.
+   * `spec.root` is set here.
    */
   async createContainer(containerId: string, rootfs: ContainerRootfs, spec: OciSpec, options: { readonlyRootfs?: boolean } = {}): Promise<void> {
     this.checkContainerId(containerId);
-    if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none")`);
     if (this.containers.has(containerId)) throw new VmpodError("AlreadyExists", `container ${containerId} already exists in pod ${this.id}`);
-    const target = containerHostRootfs(this.paths, containerId);
+    const readonly = options.readonlyRootfs ?? false;
     await using undo = new Rollback();
     try {
-      await mkdir(target, { recursive: true, mode: 0o700 });
-      undo.push("remove container dir", () => rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }));
-      if (rootfs.kind === "dir") {
-        await bindMount(rootfs.path, target, options.readonlyRootfs ? { readonly: true } : {});
+      if (rootfs.kind === "layers" && this.layerDisks) {
+        const guestRootfs = containerGuestBlockRootfs(containerId);
+        const storages = await this.layerDisks.acquire(containerId, rootfs.layers, guestRootfs, { readonly });
+        const disks = this.layerDisks;
+        undo.push("release layer disks", () => disks.release(containerId));
+        await this.agent.createContainer({ containerId, storages, spec: { ...spec, root: { path: guestRootfs, readonly } } });
       } else {
-        const { layers, upperDir, workDir } = rootfs.layers;
-        await overlayMount(layers.map((l) => l.dir).reverse(), upperDir, workDir, target);
+        await this.prepareSharedRootfs(containerId, rootfs, readonly, undo);
+        await this.agent.createContainer({ containerId, spec: { ...spec, root: { path: containerGuestRootfs(containerId), readonly } } });
       }
-      undo.push("unmount rootfs", () => unmountTree(target));
-      await this.agent.createContainer({
-        containerId,
-        spec: { ...spec, root: { path: containerGuestRootfs(containerId), readonly: options.readonlyRootfs ?? false } },
-      });
     } catch (err) {
       throw wrap(`create container ${containerId}`, err);
     }
     undo.commit();
     this.containers.add(containerId);
+  }
+
+  /** Puts the container's root filesystem in the pod's shared directory. */
+  private async prepareSharedRootfs(containerId: string, rootfs: ContainerRootfs, readonly: boolean, undo: Rollback): Promise<void> {
+    if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none") and takes no disks for image layers`);
+    const target = containerHostRootfs(this.paths, containerId);
+    await mkdir(target, { recursive: true, mode: 0o700 });
+    undo.push("remove container dir", () => rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }));
+    if (rootfs.kind === "dir") {
+      await bindMount(rootfs.path, target, readonly ? { readonly: true } : {});
+    } else {
+      const { layers, upperDir, workDir } = rootfs.layers;
+      await overlayMount(layers.map((l) => l.dir).reverse(), upperDir, workDir, target);
+    }
+    undo.push("unmount rootfs", () => unmountTree(target));
   }
 
   async startContainer(containerId: string): Promise<void> {
@@ -224,6 +247,7 @@ export class PodVm {
     } catch (err) {
       if (!(err instanceof VmpodError && err.kind === "NotFound")) failures.push(err);
     }
+    if (this.layerDisks) await this.layerDisks.release(containerId).catch((err: unknown) => failures.push(err));
     const target = containerHostRootfs(this.paths, containerId);
     await unmountTree(target).catch((err: unknown) => failures.push(err));
     await rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));

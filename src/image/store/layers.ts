@@ -1,15 +1,18 @@
 /**
  * Unpacked layers, one directory per diff id, shared by every image that
- * holds the layer. A layer is unpacked into a fresh directory under tmp/ and
+ * holds the layer, with the layer's erofs image beside it once block layers
+ * have asked for it. A layer is unpacked into a fresh directory under tmp/ and
  * renamed into place only when complete and verified, so a layer directory
  * that exists is whole.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { VmpodError } from "../../common/errors.js";
 import { writeFileAtomic } from "../../common/fs.js";
 import { isDigest, type Digest } from "../digest.js";
+import { buildErofsLayer } from "../erofs-layer.js";
+import { SingleFlight } from "../limit.js";
 import type { UnpackResult } from "../types.js";
 import type { StoreLayout } from "./layout.js";
 
@@ -22,6 +25,8 @@ export interface LayerInfo {
 }
 
 export class LayerStore {
+  private readonly erofsFlights = new SingleFlight<string>();
+
   constructor(private readonly layout: StoreLayout) {}
 
   async has(diffId: Digest): Promise<boolean> {
@@ -34,6 +39,20 @@ export class LayerStore {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The layer as a read-only erofs image (built the first time it is asked
+   * for, once however many ask at once), for block layers.
+   */
+  blockImage(diffId: Digest): Promise<string> {
+    return this.erofsFlights.run(diffId, async () => {
+      const path = join(this.layout.layerDir(diffId), "layer.erofs");
+      if (await stat(path).then(() => true, () => false)) return path;
+      if (!(await this.has(diffId))) throw new VmpodError("NotFound", `layer ${diffId} is not in the store`);
+      await buildErofsLayer(this.fsDir(diffId), path);
+      return path;
+    });
   }
 
   /** The directory to use as an overlay lower layer. */

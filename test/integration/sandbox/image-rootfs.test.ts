@@ -79,7 +79,7 @@ describe("containers from a pulled image in a pod VM (real QEMU, real registry)"
       it("a container sees the image's merged files and its own writes; a second container does not see them", async () => {
         vm = await fx.boot("imgpod");
         for (const cid of ["c1", "c2"]) {
-          const rootfs = await images.service.use(record.id, cid);
+          const rootfs = await images.service.use(record.id, cid, { blockImages: vm.takesLayerDisks });
           await vm.createContainer(cid, { kind: "layers", layers: rootfs }, spec(["sleep", "1000"]));
           await vm.startContainer(cid);
         }
@@ -104,7 +104,7 @@ describe("containers from a pulled image in a pod VM (real QEMU, real registry)"
           await images.service.release(cid);
         }
         // The image's own layers are untouched by the containers' writes.
-        const fresh = await images.service.use(record.id, "c3");
+        const fresh = await images.service.use(record.id, "c3", { blockImages: vm.takesLayerDisks });
         await vm.createContainer("c3", { kind: "layers", layers: fresh }, spec(["sleep", "1000"]));
         await vm.startContainer("c3");
         const clean = await run("c3", "test -e /data/new && echo leaked; test -e /data/b && echo b-present");

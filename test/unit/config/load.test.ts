@@ -47,4 +47,53 @@ dial_timeout = 30
     const { warnings } = parseConfig(`[hypervisor.qemu]\nmachine_typo = "q35"\n[nonsense]\nx = 1`, "c.toml", "/a");
     assert.deepEqual(warnings, ["c.toml: unknown key hypervisor.qemu.machine_typo", "c.toml: unknown key nonsense.x"]);
   });
+
+  it("reads the image store, block layers and per-registry settings", () => {
+    const { config, warnings } = parseConfig(
+      `[hypervisor.qemu]
+disable_block_device_use = false
+block_device_driver = "virtio-scsi"
+[image]
+root = "/srv/images"
+platform = "linux/arm64/v8"
+max_concurrent_downloads = 6
+sandbox_image = "127.0.0.1:5000/pause:1"
+[registries."docker.io"]
+mirrors = ["https://mirror.example:5000", "http://127.0.0.1:5001"]
+[registries."127.0.0.1:5000"]
+plain_http = false
+insecure_skip_verify = true
+ca_files = ["/etc/ssl/local.pem"]
+mirror = "typo"
+`,
+      "c.toml",
+      "/a",
+    );
+    assert.equal(config.hypervisor.disableBlockDeviceUse, false);
+    assert.equal(config.image.root, "/srv/images");
+    assert.equal(config.image.platform, "linux/arm64/v8");
+    assert.equal(config.image.maxConcurrentDownloads, 6);
+    assert.equal(config.image.sandboxImage, "127.0.0.1:5000/pause:1");
+    assert.deepEqual(config.image.registries["docker.io"], { mirrors: ["https://mirror.example:5000", "http://127.0.0.1:5001"], insecureSkipVerify: false, caFiles: [] });
+    assert.deepEqual(config.image.registries["127.0.0.1:5000"], { mirrors: [], plainHttp: false, insecureSkipVerify: true, caFiles: ["/etc/ssl/local.pem"] });
+    assert.deepEqual(warnings, ['c.toml: unknown key registries."127.0.0.1:5000".mirror']);
+  });
+
+  it("refuses bad image and registry settings, naming the key", () => {
+    const check = (text: string, pattern: RegExp) =>
+      assert.throws(() => parseConfig(text, "c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
+    check(`[image]
+platform = "amd64"`, /image\.platform must be os\/architecture/);
+    check(`[image]
+max_concurrent_downloads = 0`, /max_concurrent_downloads = 0 is out of range/);
+    check(`[registries."docker.io"]
+mirrors = ["ftp://x"]`, /registries\."docker\.io"\.mirrors must be http/);
+    check(`[registries."docker.io"]
+plain_http = "yes"`, /plain_http must be true or false/);
+    check(`[registries."bad host"]
+mirrors = []`, /is not a registry host/);
+    check(`[hypervisor.qemu]
+disable_block_device_use = false
+block_device_driver = "virtio-blk"`, /virtio-blk.*virtio-scsi/);
+  });
 });
