@@ -5,6 +5,7 @@
 const BENCHES: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   "vm-start": () => import("./vm-start.js"),
   "image-pull": () => import("./image-pull.js"),
+  "rootfs-io": () => import("./rootfs-io.js"),
 };
 
 async function main(): Promise<void> {
