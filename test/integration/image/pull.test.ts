@@ -228,6 +228,23 @@ describe("image service with a real registry", function () {
     assert.equal(removed.images.inodesUsed, empty.images.inodesUsed);
   });
 
+  it("pulls the configured sandbox image once, pinned, and describes it for verbose status", async () => {
+    const image = await pushBusybox(registry, { repository: "pull/pause", tag: "3" });
+    const proxy = registry.proxy;
+    assert.ok(proxy);
+    const service = await open({ sandboxImage: `${proxy.host}/pull/pause:3` });
+    const record = await service.ensureSandboxImage();
+    assert.ok(proxy.requests.length > 0, "pulled through the proxy");
+    assert.equal(record.pinned, true);
+    assert.equal(record.id, image.configDigest);
+    const manifestsBefore = proxy.requests.length;
+    assert.equal((await service.ensureSandboxImage()).id, record.id);
+    assert.equal(proxy.requests.length, manifestsBefore, "held and pinned: not pulled again");
+    const described = await service.describe(record.id);
+    assert.equal((described.config as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[0], image.diffIds[0]);
+    assert.equal((described.manifest as { config: { digest: string } }).config.digest, image.configDigest);
+  });
+
   it("keeps the store across a restart", async () => {
     const image = await pushBusybox(registry, { repository: "pull/restart", tag: "1" });
     const first = await open();
