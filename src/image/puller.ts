@@ -24,7 +24,8 @@ import type { Descriptor, ImageRecord, ImageReference, LayerUnpacker, Platform, 
 const MAX_CONFIG_BYTES = 8 << 20;
 const PROGRESS_EVERY_MS = 5_000;
 /** Bytes of a layer download held in memory on their way to the partial file. */
-const INGEST_BUFFER = 1 << 20;
+const INGEST_BUFFER = 4 << 20;
+const INGEST_BATCH = 1 << 20;
 
 export interface PullContext {
   readonly registry: Registry;
@@ -162,11 +163,28 @@ async function fetchLayer(
     const fileFailed = new Promise<never>((_, reject) => file.once("error", reject));
     fileFailed.catch(() => undefined);
     try {
-      for await (const chunk of download.body as AsyncIterable<Buffer>) {
-        // Written behind the unpack, waiting only when the disk falls behind.
-        if (!file.write(chunk)) await Promise.race([once(file, "drain"), fileFailed]);
-        progress.add(layer, chunk.length);
-        yield chunk;
+      // Written behind the unpack in batches (one system call per
+      // INGEST_BATCH bytes, not per network read), waiting only when the
+      // disk falls behind.
+      let batch: Buffer[] = [];
+      let batched = 0;
+      const flush = async () => {
+        if (batched === 0) return;
+        const ok = file.write(batch.length === 1 ? batch[0] : Buffer.concat(batch, batched));
+        batch = [];
+        batched = 0;
+        if (!ok) await Promise.race([once(file, "drain"), fileFailed]);
+      };
+      try {
+        for await (const chunk of download.body as AsyncIterable<Buffer>) {
+          batch.push(chunk);
+          batched += chunk.length;
+          if (batched >= INGEST_BATCH) await flush();
+          progress.add(layer, chunk.length);
+          yield chunk;
+        }
+      } finally {
+        await flush();
       }
     } finally {
       await new Promise<void>((resolve) => file.end(resolve));

@@ -19,6 +19,8 @@ import { ancestorsOf, isForbiddenXattr, normalizeEntryName, roleOf } from "./pat
 import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from "./syscalls.js";
 import type { TarEntry, TarHeader } from "./tar.js";
 
+/** Bytes of a file body gathered before they are written. */
+const WRITE_BATCH = 1 << 20;
 const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const OPAQUE_XATTR = "trusted.overlay.opaque";
 /** The largest uid or gid (2^32 - 1 means "no change" to chown). */
@@ -149,9 +151,24 @@ export class LayerApplier {
     const h = entry.header;
     const file = await open(abs, CREATE_FILE, 0o600);
     try {
+      // The body arrives in the decompressor's chunks, often tens of KiB:
+      // written in batches, one system call (and one trip through the
+      // thread pool) per WRITE_BATCH bytes.
+      let batch: Buffer[] = [];
+      let batched = 0;
+      const flush = async () => {
+        if (batched === 0) return;
+        const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
+        batch = [];
+        batched = 0;
+        for (let done = 0; done < data.length; ) done += (await file.write(data, done)).bytesWritten;
+      };
       for await (const chunk of entry.body()) {
-        for (let done = 0; done < chunk.length; ) done += (await file.write(chunk, done)).bytesWritten;
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= WRITE_BATCH) await flush();
       }
+      await flush();
       await file.chown(h.uid, h.gid);
       await file.chmod(h.mode); // after chown, which clears setuid and setgid
       this.setXattrs(abs, h); // after chown too, which drops security.capability
