@@ -22,7 +22,7 @@ import type { Descriptor, ImageRecord, ImageReference, LayerUnpacker, Platform, 
 
 /** Manifests and configs are small; anything larger is refused. */
 const MAX_CONFIG_BYTES = 8 << 20;
-const PROGRESS_EVERY_MS = 5_000;
+export const PROGRESS_EVERY_MS = 5_000;
 /** Bytes of a layer download held in memory on their way to the partial file. */
 const INGEST_BUFFER = 4 << 20;
 const INGEST_BATCH = 1 << 20;
@@ -38,6 +38,8 @@ export interface PullContext {
   /** One download per layer, whoever asks. */
   readonly layerFlights: SingleFlight<LayerInfo>;
   readonly logger: Logger;
+  /** How often a pull under way logs its progress. */
+  readonly progressEveryMs: number;
 }
 
 export interface PullRequest {
@@ -90,7 +92,7 @@ export async function pullImage(ctx: PullContext, request: PullRequest): Promise
     throw new VmpodError("InvalidArgument", `${name}: the manifest has ${manifest.layers.length} layers, the config ${config.diffIds.length} diff ids`);
   }
 
-  const progress = new Progress(ctx.logger, name, manifest.layers);
+  const progress = new Progress(ctx.logger, name, manifest.layers, ctx.progressEveryMs);
   try {
     await Promise.all(
       manifest.layers.map(async (layer, i) => {
@@ -226,9 +228,10 @@ class Progress {
     private readonly logger: Logger,
     private readonly image: string,
     private readonly layers: readonly Descriptor[],
+    everyMs: number,
   ) {
     this.total = layers.reduce((n, l) => n + l.size, 0);
-    this.timer = setInterval(() => this.log(), PROGRESS_EVERY_MS);
+    this.timer = setInterval(() => this.log(), everyMs);
     this.timer.unref();
   }
 

@@ -15,7 +15,7 @@ import type { Logger } from "../common/log.js";
 import type { ImageConfig } from "../config/types.js";
 import { isDigest, type Digest } from "./digest.js";
 import { Limiter, SingleFlight } from "./limit.js";
-import { pullImage, type PullContext } from "./puller.js";
+import { PROGRESS_EVERY_MS, pullImage, type PullContext } from "./puller.js";
 import { formatReference, parseReference, repoDigest, repoTag } from "./reference.js";
 import { ContentStore } from "./store/content.js";
 import { ImageIndex } from "./store/images.js";
@@ -40,6 +40,8 @@ export interface ImageStoreOptions {
   readonly registry: Registry;
   readonly unpacker: LayerUnpacker;
   readonly logger: Logger;
+  /** How often a pull under way logs its progress (5 s unless told). */
+  readonly progressEveryMs?: number;
 }
 
 export class LocalImageService implements ImageService {
@@ -68,6 +70,7 @@ export class LocalImageService implements ImageService {
       downloads: new Limiter(options.config.maxConcurrentDownloads),
       layerFlights: new SingleFlight<LayerInfo>(),
       logger: options.logger,
+      progressEveryMs: options.progressEveryMs ?? PROGRESS_EVERY_MS,
     };
   }
 

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { VmpodError } from "../../../src/common/errors.js";
-import { silentLogger } from "../../../src/common/log.js";
+import { createLogger, silentLogger } from "../../../src/common/log.js";
 import { defaultConfig } from "../../../src/config/defaults.js";
 import { digestOf, type Digest } from "../../../src/image/digest.js";
 import { LocalImageService } from "../../../src/image/service.js";
@@ -38,7 +38,7 @@ class FakeRegistry implements Registry {
   readonly breakAfter = new Map<Digest, number>();
   /** Digest → bytes served instead of the real ones. */
   readonly corrupt = new Map<Digest, Buffer>();
-  /** Hold blob downloads until released. */
+  /** Hold layer downloads until released. */
   gate: Promise<void> | undefined;
 
   image(name: string, layerTexts: string[]): Image {
@@ -97,7 +97,7 @@ class FakeRegistry implements Registry {
   async openBlob(_ref: ImageReference, descriptor: Descriptor, options: { offset?: number } = {}): Promise<BlobDownload> {
     const offset = options.offset ?? 0;
     this.blobRequests.push({ digest: descriptor.digest, offset });
-    if (this.gate) await this.gate;
+    if (this.gate && descriptor.mediaType === OCI_LAYER) await this.gate;
     const bytes = this.corrupt.get(descriptor.digest) ?? this.blobs.get(descriptor.digest);
     if (!bytes) throw new VmpodError("NotFound", `blob ${descriptor.digest} unknown`);
     const cut = this.breakAfter.get(descriptor.digest);
@@ -297,6 +297,31 @@ describe("image service (fake registry, fake unpacker)", () => {
     const removed = await service.fsInfo();
     assert.equal(removed.images.usedBytes, before.images.usedBytes);
     assert.equal(removed.images.inodesUsed, before.images.inodesUsed);
+  });
+
+  it("logs the progress of a pull that takes a while", async () => {
+    registry.image("library/slow:1", ["slow layer"]);
+    const lines: string[] = [];
+    let release = () => {};
+    registry.gate = new Promise((r) => (release = r));
+    const service = await LocalImageService.open({
+      config: { ...defaultConfig("/nonexistent").image, root },
+      registry,
+      unpacker: new FakeUnpacker(),
+      logger: createLogger({ sink: { write: (l) => lines.push(l) } }),
+      progressEveryMs: 20,
+    });
+    const pulling = service.pull("slow:1");
+    await new Promise((r) => setTimeout(r, 120));
+    release();
+    await pulling;
+    const progress = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "pulling image");
+    assert.ok(progress.length >= 2, `progress lines: ${lines.join("")}`);
+    assert.equal(progress[0]?.image, "docker.io/library/slow:1");
+    assert.equal(progress[0]?.totalBytes, "slow layer".length);
+    const after = lines.length;
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(lines.length, after, "no progress is logged once the pull is done");
   });
 
   it("lists with a filter and fails clearly on a bad reference", async () => {
