@@ -247,7 +247,9 @@ export class PodVm {
     } catch (err) {
       if (!(err instanceof VmpodError && err.kind === "NotFound")) failures.push(err);
     }
-    if (this.layerDisks) await this.layerDisks.release(containerId).catch((err: unknown) => failures.push(err));
+    // A disk leaves the VM only once the guest has let go of it; if the agent
+    // could not remove the container, its disks stay until the pod stops.
+    if (this.layerDisks && failures.length === 0) await this.layerDisks.release(containerId).catch((err: unknown) => failures.push(err));
     const target = containerHostRootfs(this.paths, containerId);
     await unmountTree(target).catch((err: unknown) => failures.push(err));
     await rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
