@@ -4,7 +4,7 @@
  * bytes, so back-pressure is end to end: nothing is read from the guest until
  * the consumer asks for more.
  */
-import { Readable, Writable } from "node:stream";
+import { Duplex, Readable, Writable } from "node:stream";
 import { VmpodError } from "../common/errors.js";
 import type { AgentClient, StdStream } from "./client.js";
 
@@ -46,4 +46,47 @@ async function writeAll(agent: AgentClient, containerId: string, execId: string,
     if (n <= 0) throw new VmpodError("Unavailable", `stdin of ${containerId}/${execId || "init"} is closed`);
     offset += n;
   }
+}
+
+/**
+ * A TCP connection the agent opened to a port in the guest, as a Duplex:
+ * reads are agent calls that return when the guest has bytes (so
+ * back-pressure holds), writes go through as they come, and ending either
+ * side closes the connection in the guest.
+ */
+export function agentPortStream(agent: AgentClient, connectionId: string): Duplex {
+  const controller = new AbortController();
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    controller.abort();
+    agent.closePort(connectionId).catch(() => undefined);
+  };
+  return new Duplex({
+    readableHighWaterMark: CHUNK,
+    writableHighWaterMark: CHUNK,
+    read() {
+      agent.readPort(connectionId, CHUNK, { signal: controller.signal }).then(
+        (data) => this.push(data.length === 0 ? null : Buffer.from(data)),
+        (err: unknown) => (controller.signal.aborted ? this.push(null) : this.destroy(err as Error)),
+      );
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      (async () => {
+        for (let offset = 0; offset < chunk.length; ) {
+          const n = await agent.writePort(connectionId, chunk.subarray(offset, offset + CHUNK), { signal: controller.signal });
+          if (n <= 0) throw new VmpodError("Unavailable", `port connection ${connectionId} is closed`);
+          offset += n;
+        }
+      })().then(() => callback(), callback);
+    },
+    final(callback) {
+      callback();
+    },
+    destroy(err, callback) {
+      close();
+      callback(err);
+    },
+  });
 }

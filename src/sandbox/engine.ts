@@ -4,7 +4,10 @@
  * frequency) is decided once and handed in; each boot gets a fresh
  * Hypervisor from the factory.
  */
+import { rm } from "node:fs/promises";
 import type { Logger } from "../common/log.js";
+import { unmountTree } from "../common/mount.js";
+import { killProcessesMentioning } from "../common/processes.js";
 import type { Config } from "../config/types.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { Accel, VmSpec } from "../hypervisor/spec.js";
@@ -53,6 +56,19 @@ export class VmEngine {
       ...(this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir } } : {}),
     });
     return { paths, spec };
+  }
+
+  /**
+   * Removes what a pod VM left when the daemon died under it: its QEMU and
+   * virtiofsd (found by the run directory on their command lines), mounts
+   * and state directory.
+   */
+  async cleanupLeftovers(id: string): Promise<void> {
+    const paths = sandboxPaths(this.config.runtime.stateRoot, id);
+    const killed = await killProcessesMentioning(paths.vmDir);
+    if (killed.length > 0) this.logger.warn("killed processes left by a pod vm", { pod: id, pids: killed });
+    await unmountTree(paths.root);
+    await rm(paths.root, { recursive: true, force: true });
   }
 
   async boot(request: BootRequest): Promise<PodVm> {

@@ -1,0 +1,34 @@
+/** Host processes found by what their command line names, for cleaning up after a crash. */
+import { readFile, readdir } from "node:fs/promises";
+
+/** Pids of live processes whose command line contains `marker` (never this process). */
+export async function pidsMentioning(marker: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " ");
+      if (cmdline.includes(marker)) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** SIGKILLs every process naming `marker` and waits (up to `timeoutMs`) for them to go. */
+export async function killProcessesMentioning(marker: string, timeoutMs = 5000): Promise<number[]> {
+  const pids = await pidsMentioning(marker);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && (await pidsMentioning(marker)).some((p) => pids.includes(p))) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return pids;
+}

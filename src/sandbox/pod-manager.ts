@@ -1,0 +1,635 @@
+/**
+ * The Runtime the CRI server calls: pods and their containers across the
+ * runtime handlers, with their records on disk, their logs, their events.
+ * Calls on one pod are serialized; different pods run in parallel. A pod
+ * whose boot outlasts kubelet's deadline keeps booting and is handed to the
+ * retry of the same pod.
+ */
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import { VmpodError, messageOf, wrap } from "../common/errors.js";
+import { newId } from "../common/ids.js";
+import type { Logger } from "../common/log.js";
+import type { OciProcess } from "../common/oci-spec.js";
+import type { ImageRecord, ImageService } from "../image/types.js";
+import type { PodSandbox, SandboxController } from "./controller.js";
+import { connectClient, OutputPump, type LogSink } from "./container-io.js";
+import { EventBus } from "./events.js";
+import { KeyedLock } from "./keyed-lock.js";
+import { nowNs, RecordStore, type ContainerRecord, type PodRecord } from "./records.js";
+import type { ClientStreams, ContainerFilter, ContainerStatsSample, ExecSyncResult, PodFilter, PodStatsSample, Runtime, RuntimeCondition } from "./runtime.js";
+import { signalNumber, toOciResources } from "./signals.js";
+import type { ContainerConfig, ContainerEvent, ContainerStatus, LinuxResources, PodConfig, PodStatus } from "./types.js";
+import type { ContainerSpecBuilder } from "./spec-builder.js";
+
+export const UNTRUSTED_ANNOTATION = "io.kubernetes.cri.untrusted-workload";
+const STOP_WAIT_AFTER_KILL_MS = 10_000;
+const OUTPUT_DRAIN_MS = 2_000;
+
+export interface PodManagerOptions {
+  readonly stateRoot: string;
+  /** By handler name; `defaultHandler` serves requests that name none. */
+  readonly controllers: ReadonlyMap<string, SandboxController>;
+  readonly defaultHandler: string;
+  /** The handler untrusted pods always get (a VM handler). */
+  readonly vmHandler: string;
+  readonly images: ImageService;
+  readonly buildSpec: ContainerSpecBuilder;
+  readonly openLog: (path: string) => Promise<LogSink>;
+  readonly logger: Logger;
+}
+
+interface PodEntry {
+  record: PodRecord;
+  sandbox?: PodSandbox;
+  booting?: Promise<void>;
+}
+
+interface ContainerEntry {
+  record: ContainerRecord;
+  process?: OciProcess;
+  log?: LogSink;
+  pump?: OutputPump;
+  exited?: Promise<void>;
+}
+
+export class PodManager implements Runtime {
+  readonly handlers: readonly string[];
+  private readonly pods = new Map<string, PodEntry>();
+  private readonly containers = new Map<string, ContainerEntry>();
+  private readonly lock = new KeyedLock();
+  private readonly bus = new EventBus();
+  private readonly records: RecordStore;
+  private podCidr = "";
+
+  private constructor(private readonly options: PodManagerOptions) {
+    this.handlers = [options.defaultHandler, ...[...options.controllers.keys()].filter((h) => h !== options.defaultHandler)];
+    this.records = new RecordStore(options.stateRoot, options.logger);
+  }
+
+  /** Opens the manager: reads the records and finds again what still runs. */
+  static async open(options: PodManagerOptions): Promise<PodManager> {
+    const manager = new PodManager(options);
+    await manager.recover();
+    return manager;
+  }
+
+  // ---- pods ----
+
+  async runPod(config: PodConfig, handler: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const controller = this.controllerFor(config, handler);
+    const key = podKey(config);
+    const { id, booting } = await this.lock.run(`name:${key}`, async (): Promise<{ id: string; booting?: Promise<void> }> => {
+      for (const entry of this.pods.values()) {
+        const m = entry.record.config.metadata;
+        if (podKey(entry.record.config) === key) {
+          if (entry.record.state === "notready") throw new VmpodError("FailedPrecondition", `pod name ${key} is reserved by pod ${entry.record.id}, which is not ready: remove it first`);
+          // kubelet's retry of a pod that is up or still booting
+          return entry.booting ? { id: entry.record.id, booting: entry.booting } : { id: entry.record.id };
+        }
+        if (entry.record.state !== "notready" && m.name === config.metadata.name && m.namespace === config.metadata.namespace) {
+          throw new VmpodError("FailedPrecondition", `pod ${m.namespace}/${m.name} is held by pod ${entry.record.id} (uid ${m.uid}, attempt ${m.attempt}); stop it first`);
+        }
+      }
+      const record: PodRecord = { id: newId(), config, handler: controller.handler, createdAt: nowNs().toString(), state: "creating" };
+      await this.records.savePod(record);
+      const entry: PodEntry = { record };
+      this.pods.set(record.id, entry);
+      // Not tied to the request: a boot that outlasts kubelet's deadline goes on.
+      entry.booting = this.boot(entry, controller);
+      entry.booting.catch(() => undefined);
+      return { id: record.id, booting: entry.booting };
+    });
+    if (booting) await abortable(booting, options.signal);
+    return id;
+  }
+
+  private async boot(entry: PodEntry, controller: SandboxController): Promise<void> {
+    const { id, config } = entry.record;
+    try {
+      const sandbox = await controller.create({
+        id,
+        config,
+        ...(config.dns ? { dns: config.dns } : {}),
+        ...(config.resources || config.overhead ? { resources: sumResources(config.resources, config.overhead) } : {}),
+      });
+      entry.sandbox = sandbox;
+      entry.record = { ...entry.record, state: "ready" };
+      await this.records.savePod(entry.record);
+      void sandbox.gone.then(() => this.podGone(id));
+    } catch (err) {
+      this.pods.delete(id);
+      await this.records.deletePod(id).catch(() => undefined);
+      throw wrap(`run pod ${config.metadata.namespace}/${config.metadata.name}`, err);
+    } finally {
+      delete entry.booting;
+    }
+  }
+
+  async stopPod(id: string): Promise<void> {
+    const entry = this.pods.get(id);
+    if (!entry) return;
+    await entry.booting?.catch(() => undefined);
+    await this.lock.run(id, async () => {
+      for (const c of this.containersOf(id)) if (c.record.state === "running") await this.stopRunning(c, 0);
+      await entry.sandbox?.stop();
+      for (const c of this.containersOf(id)) if (c.record.state === "created") await this.setContainer(c, { state: "exited", exitCode: 255, reason: "Error", message: "the pod was stopped before the container started", finishedAt: nowNs().toString() });
+      entry.record = { ...entry.record, state: "notready" };
+      await this.records.savePod(entry.record);
+    });
+  }
+
+  async removePod(id: string): Promise<void> {
+    if (!this.pods.has(id)) return;
+    await this.stopPod(id);
+    await this.lock.run(id, async () => {
+      for (const c of this.containersOf(id)) await this.forgetContainer(c);
+      this.pods.delete(id);
+      await this.records.deletePod(id);
+    });
+  }
+
+  podStatus(id: string): PodStatus {
+    return this.podView(this.pod(id));
+  }
+
+  listPods(filter: PodFilter = {}): PodStatus[] {
+    return [...this.pods.values()]
+      .filter((e) => e.record.state !== "creating" || e.booting !== undefined)
+      .map((e) => this.podView(e))
+      .filter((p) => (filter.id === undefined || p.id.startsWith(filter.id)) && (filter.state === undefined || p.state === filter.state) && labelsMatch(p.config.labels, filter.labels));
+  }
+
+  // ---- containers ----
+
+  async createContainer(podId: string, config: ContainerConfig, _options: { signal?: AbortSignal } = {}): Promise<string> {
+    const pod = this.pod(podId);
+    return this.lock.run(podId, async () => {
+      const sandbox = this.readySandbox(pod);
+      for (const c of this.containersOf(podId)) {
+        if (c.record.config.metadata.name === config.metadata.name && c.record.config.metadata.attempt === config.metadata.attempt) {
+          throw new VmpodError("AlreadyExists", `container ${config.metadata.name} (attempt ${config.metadata.attempt}) already exists in pod ${podId} as ${c.record.id}`);
+        }
+      }
+      const image = this.options.images.find(config.image);
+      if (!image) throw new VmpodError("NotFound", `image ${JSON.stringify(config.image)} is not pulled`);
+      const id = newId();
+      const record: ContainerRecord = {
+        id,
+        podId,
+        config,
+        imageId: image.id,
+        imageRef: image.repoDigests[0] ?? image.id,
+        state: "created",
+        createdAt: nowNs().toString(),
+        startedAt: "0",
+        finishedAt: "0",
+        exitCode: 0,
+        reason: "",
+        message: "",
+        logPath: config.logPath ? join(pod.record.config.logDirectory, config.logPath) : "",
+      };
+      await this.records.saveContainer(record);
+      try {
+        const rootfs = await this.options.images.use(image.id, id, { blockImages: sandbox.wantsBlockImages });
+        const mounts = [];
+        for (const [i, m] of config.mounts.entries()) {
+          mounts.push({ containerPath: m.containerPath, source: await sandbox.shareMount(id, i, { hostPath: m.hostPath, readonly: m.readonly }), readonly: m.readonly, propagation: m.propagation });
+        }
+        const spec = await this.options.buildSpec({ podId, pod: pod.record.config, containerId: id, container: config, image, handler: pod.record.handler, mounts });
+        await sandbox.createContainer(id, rootfs, spec, { readonlyRootfs: config.security.readonlyRootfs });
+        const entry: ContainerEntry = { record, ...(spec.process ? { process: spec.process } : {}) };
+        this.containers.set(id, entry);
+        this.publish("created", record);
+        return id;
+      } catch (err) {
+        await sandbox.removeContainer(id, 0).catch(() => undefined);
+        await this.options.images.release(id).catch(() => undefined);
+        await this.records.deleteContainer(id).catch(() => undefined);
+        throw wrap(`create container ${config.metadata.name} in pod ${podId}`, err);
+      }
+    });
+  }
+
+  async startContainer(id: string): Promise<void> {
+    const entry = this.container(id);
+    await this.lock.run(entry.record.podId, async () => {
+      if (entry.record.state !== "created") throw new VmpodError("FailedPrecondition", `container ${id} is ${entry.record.state}, not created`);
+      const sandbox = this.readySandbox(this.pod(entry.record.podId));
+      const log = entry.record.logPath ? await this.options.openLog(entry.record.logPath) : undefined;
+      if (log) entry.log = log;
+      const io = sandbox.io(id, "", { stdin: entry.record.config.stdin, terminal: entry.record.config.tty });
+      try {
+        await sandbox.startContainer(id);
+      } catch (err) {
+        io.stdout.destroy();
+        io.stderr?.destroy();
+        await log?.close();
+        throw wrap(`start container ${id}`, err);
+      }
+      entry.pump = new OutputPump(io, log, this.options.logger.child({ container: id }));
+      await this.setContainer(entry, { state: "running", startedAt: nowNs().toString() });
+      this.publish("started", entry.record);
+      entry.exited = this.watchExit(entry, sandbox);
+    });
+  }
+
+  private async watchExit(entry: ContainerEntry, sandbox: PodSandbox): Promise<void> {
+    const id = entry.record.id;
+    let code: number;
+    try {
+      code = await sandbox.wait(id, "");
+    } catch (err) {
+      if (entry.record.state !== "running") return;
+      await this.setContainer(entry, { state: "exited", exitCode: 255, reason: "Error", message: `lost the container: ${messageOf(err)}`, finishedAt: nowNs().toString() });
+      this.publish("stopped", entry.record);
+      return;
+    }
+    const finishedAt = nowNs().toString();
+    const oom = await sandbox.oomKilled(id);
+    // The last output is written to the log before the exit is reported, as far as it comes soon.
+    await settlesWithin(entry.pump?.done, OUTPUT_DRAIN_MS);
+    await this.setContainer(entry, { state: "exited", exitCode: code, reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", message: "", finishedAt });
+    this.publish("stopped", entry.record);
+  }
+
+  async stopContainer(id: string, timeoutSec: number): Promise<void> {
+    const entry = this.containers.get(id);
+    if (!entry) return;
+    await this.lock.run(entry.record.podId, () => this.stopRunning(entry, timeoutSec));
+  }
+
+  private async stopRunning(entry: ContainerEntry, timeoutSec: number): Promise<void> {
+    if (entry.record.state !== "running") return;
+    const sandbox = this.pods.get(entry.record.podId)?.sandbox;
+    if (!sandbox) return;
+    const id = entry.record.id;
+    const stopSignal = signalNumber(entry.record.config.stopSignal || this.imageOf(entry)?.config.stopSignal || "SIGTERM");
+    if (timeoutSec > 0) {
+      await sandbox.signal(id, "", stopSignal).catch((err: unknown) => this.options.logger.debug("stop signal", { container: id, err: messageOf(err) }));
+      if (await settlesWithin(entry.exited, timeoutSec * 1000)) return;
+    }
+    await sandbox.signal(id, "", 9).catch((err: unknown) => this.options.logger.debug("kill", { container: id, err: messageOf(err) }));
+    if (!(await settlesWithin(entry.exited, STOP_WAIT_AFTER_KILL_MS))) throw new VmpodError("DeadlineExceeded", `container ${id} did not exit after SIGKILL`);
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    const entry = this.containers.get(id);
+    if (!entry) return;
+    await this.lock.run(entry.record.podId, async () => {
+      await this.stopRunning(entry, 0);
+      await this.forgetContainer(entry);
+    });
+  }
+
+  private async forgetContainer(entry: ContainerEntry): Promise<void> {
+    const id = entry.record.id;
+    const sandbox = this.pods.get(entry.record.podId)?.sandbox;
+    const pod = this.pods.get(entry.record.podId);
+    if (sandbox && pod?.record.state === "ready") await sandbox.removeContainer(id, 0);
+    await entry.log?.close().catch(() => undefined);
+    await this.options.images.release(id);
+    this.containers.delete(id);
+    await this.records.deleteContainer(id);
+    this.publish("deleted", entry.record);
+  }
+
+  containerStatus(id: string): ContainerStatus {
+    return this.containerView(this.container(id));
+  }
+
+  listContainers(filter: ContainerFilter = {}): ContainerStatus[] {
+    return [...this.containers.values()]
+      .map((e) => this.containerView(e))
+      .filter(
+        (c) =>
+          (filter.id === undefined || c.id.startsWith(filter.id)) &&
+          (filter.podId === undefined || c.podId.startsWith(filter.podId)) &&
+          (filter.state === undefined || c.state === filter.state) &&
+          labelsMatch(c.config.labels, filter.labels),
+      );
+  }
+
+  async updateContainer(id: string, resources: LinuxResources): Promise<void> {
+    const entry = this.container(id);
+    const sandbox = this.readySandbox(this.pod(entry.record.podId));
+    await sandbox.update(id, toOciResources(resources));
+  }
+
+  async reopenContainerLog(id: string): Promise<void> {
+    const entry = this.container(id);
+    if (entry.record.state !== "running") throw new VmpodError("FailedPrecondition", `container ${id} is not running`);
+    await entry.log?.reopen();
+  }
+
+  // ---- streams ----
+
+  async execSync(id: string, command: readonly string[], timeoutSec: number): Promise<ExecSyncResult> {
+    const { entry, sandbox } = this.running(id);
+    const execId = newId().slice(0, 16);
+    const io = await sandbox.exec(id, execId, this.execProcess(entry, command, false), { stdin: false });
+    const collect = async (s: NodeJS.ReadableStream | undefined) => {
+      const chunks: Buffer[] = [];
+      if (s) for await (const c of s) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    };
+    const run = Promise.all([collect(io.stdout), collect(io.stderr), io.wait()]);
+    if (timeoutSec > 0 && !(await settlesWithin(run, timeoutSec * 1000))) {
+      await sandbox.signal(id, execId, 9).catch(() => undefined);
+      throw new VmpodError("DeadlineExceeded", `command ${JSON.stringify(command)} in container ${id} timed out after ${timeoutSec} s`);
+    }
+    const [stdout, stderr, exitCode] = await run;
+    return { stdout, stderr, exitCode };
+  }
+
+  async exec(id: string, command: readonly string[], options: { readonly tty: boolean }, streams: ClientStreams): Promise<number> {
+    const { entry, sandbox } = this.running(id);
+    const execId = newId().slice(0, 16);
+    const io = await sandbox.exec(id, execId, this.execProcess(entry, command, options.tty), { stdin: streams.stdin !== undefined });
+    const [, code] = await Promise.all([connectClient(io, streams, this.options.logger), io.wait()]);
+    return code;
+  }
+
+  async attach(id: string, options: { readonly tty: boolean }, streams: ClientStreams): Promise<void> {
+    const { entry, sandbox } = this.running(id);
+    if (!entry.pump) throw new VmpodError("FailedPrecondition", `container ${id} has no output to attach to`);
+    if (options.tty !== entry.record.config.tty) throw new VmpodError("InvalidArgument", `attach with tty=${options.tty} to container ${id}, created with tty=${entry.record.config.tty}`);
+    const detach = entry.pump.attach(streams.stdout, streams.stderr);
+    try {
+      if (streams.stdin && entry.record.config.stdin) {
+        const io = sandbox.io(id, "", { stdin: true, terminal: entry.record.config.tty });
+        io.stdout.destroy();
+        io.stderr?.destroy();
+        if (io.stdin) streams.stdin.pipe(io.stdin, { end: entry.record.config.stdinOnce });
+      }
+      if (streams.resize) {
+        const io = sandbox.io(id, "", { stdin: false, terminal: true });
+        io.stdout.destroy();
+        void (async () => {
+          for await (const size of streams.resize ?? []) await io.resize(size.height, size.width).catch(() => undefined);
+        })().catch(() => undefined);
+      }
+      await Promise.race([entry.exited, streams.stdout ? new Promise((r) => streams.stdout?.once("close", r)) : new Promise(() => undefined)]);
+    } finally {
+      detach();
+    }
+  }
+
+  async portForward(podId: string, port: number): Promise<Duplex> {
+    return this.readySandbox(this.pod(podId)).openPort(port);
+  }
+
+  // ---- stats, events, status ----
+
+  async containerStats(id: string): Promise<ContainerStatsSample> {
+    const { sandbox } = this.running(id);
+    const entry = this.container(id);
+    const u = await sandbox.usage(id);
+    const inactive = u.memoryStats.inactive_file ?? u.memoryStats.total_inactive_file ?? 0n;
+    return {
+      containerId: id,
+      podId: entry.record.podId,
+      timestamp: nowNs(),
+      cpuUsageNs: u.cpuUsageNs,
+      memoryUsageBytes: u.memoryUsageBytes,
+      memoryWorkingSetBytes: u.memoryUsageBytes > inactive ? u.memoryUsageBytes - inactive : 0n,
+      memoryRssBytes: u.memoryStats.anon ?? u.memoryStats.rss ?? 0n,
+      memoryPageFaults: u.memoryStats.pgfault ?? 0n,
+      memoryMajorPageFaults: u.memoryStats.pgmajfault ?? 0n,
+      memoryLimitBytes: u.memoryLimitBytes,
+    };
+  }
+
+  async listContainerStats(filter: ContainerFilter = {}): Promise<ContainerStatsSample[]> {
+    const running = this.listContainers({ ...filter, state: "running" });
+    const out: ContainerStatsSample[] = [];
+    for (const c of running) {
+      const sample = await this.containerStats(c.id).catch(() => undefined);
+      if (sample) out.push(sample);
+    }
+    return out;
+  }
+
+  async podStats(id: string): Promise<PodStatsSample> {
+    this.pod(id);
+    const containers = await this.listContainerStats({ podId: id });
+    const sum = (f: (c: ContainerStatsSample) => bigint) => containers.reduce((n, c) => n + f(c), 0n);
+    return {
+      podId: id,
+      timestamp: nowNs(),
+      cpuUsageNs: sum((c) => c.cpuUsageNs),
+      memoryWorkingSetBytes: sum((c) => c.memoryWorkingSetBytes),
+      memoryUsageBytes: sum((c) => c.memoryUsageBytes),
+      processCount: BigInt(containers.length),
+      containers,
+    };
+  }
+
+  async listPodStats(filter: PodFilter = {}): Promise<PodStatsSample[]> {
+    const out: PodStatsSample[] = [];
+    for (const p of this.listPods({ ...filter, state: "ready" })) out.push(await this.podStats(p.id));
+    return out;
+  }
+
+  events(options: { signal?: AbortSignal } = {}): AsyncIterable<ContainerEvent> {
+    return this.bus.subscribe(options.signal);
+  }
+
+  conditions(): readonly RuntimeCondition[] {
+    return [
+      { type: "RuntimeReady", status: true, reason: "", message: "" },
+      { type: "NetworkReady", status: false, reason: "NoNetworkPlugin", message: "pod networking (CNI) is not configured: pods run without a network" },
+    ];
+  }
+
+  async updateRuntimeConfig(podCidr: string): Promise<void> {
+    if (podCidr !== this.podCidr) this.options.logger.info("pod CIDR set", { podCidr });
+    this.podCidr = podCidr;
+  }
+
+  // ---- helpers ----
+
+  private controllerFor(config: PodConfig, handler: string): SandboxController {
+    const untrusted = config.annotations[UNTRUSTED_ANNOTATION] === "true";
+    const name = handler === "" ? (untrusted ? this.options.vmHandler : this.options.defaultHandler) : handler;
+    const controller = this.options.controllers.get(name);
+    if (!controller) throw new VmpodError("InvalidArgument", `unknown runtime handler ${JSON.stringify(handler)} (configured: ${this.handlers.join(", ")})`);
+    if (untrusted && name !== this.options.vmHandler) {
+      throw new VmpodError("InvalidArgument", `pod ${config.metadata.namespace}/${config.metadata.name} is marked ${UNTRUSTED_ANNOTATION}=true but asks for runtime handler ${JSON.stringify(name)}, which does not run pods in VMs`);
+    }
+    return controller;
+  }
+
+  private pod(id: string): PodEntry {
+    const entry = this.pods.get(id);
+    if (!entry) throw new VmpodError("NotFound", `pod ${id} not found`);
+    return entry;
+  }
+
+  private container(id: string): ContainerEntry {
+    const entry = this.containers.get(id);
+    if (!entry) throw new VmpodError("NotFound", `container ${id} not found`);
+    return entry;
+  }
+
+  private readySandbox(pod: PodEntry): PodSandbox {
+    if (pod.record.state !== "ready" || !pod.sandbox) throw new VmpodError("FailedPrecondition", `pod ${pod.record.id} is not ready`);
+    return pod.sandbox;
+  }
+
+  private running(id: string): { entry: ContainerEntry; sandbox: PodSandbox } {
+    const entry = this.container(id);
+    if (entry.record.state !== "running") throw new VmpodError("FailedPrecondition", `container ${id} is not running`);
+    return { entry, sandbox: this.readySandbox(this.pod(entry.record.podId)) };
+  }
+
+  private containersOf(podId: string): ContainerEntry[] {
+    return [...this.containers.values()].filter((c) => c.record.podId === podId);
+  }
+
+  private imageOf(entry: ContainerEntry): ImageRecord | undefined {
+    return this.options.images.find(entry.record.imageId);
+  }
+
+  private execProcess(entry: ContainerEntry, command: readonly string[], tty: boolean): OciProcess {
+    if (command.length === 0) throw new VmpodError("InvalidArgument", "exec needs a command");
+    const base: OciProcess = entry.process ?? { args: [], cwd: "/", user: { uid: 0, gid: 0 } };
+    const process: OciProcess = { ...base, args: [...command], terminal: tty };
+    delete process.consoleSize;
+    return process;
+  }
+
+  private async setContainer(entry: ContainerEntry, change: Partial<ContainerRecord>): Promise<void> {
+    entry.record = { ...entry.record, ...change };
+    await this.records.saveContainer(entry.record);
+  }
+
+  private publish(type: ContainerEvent["type"], record: ContainerRecord): void {
+    this.bus.publish({ type, containerId: record.id, podId: record.podId, at: nowNs() });
+  }
+
+  private async podGone(id: string): Promise<void> {
+    const entry = this.pods.get(id);
+    if (!entry || entry.record.state !== "ready") return;
+    this.options.logger.warn("pod vm is gone", { pod: id });
+    await this.lock.run(id, async () => {
+      if (entry.record.state !== "ready") return;
+      entry.record = { ...entry.record, state: "notready" };
+      await this.records.savePod(entry.record);
+    });
+  }
+
+  private podView(entry: PodEntry): PodStatus {
+    const r = entry.record;
+    return {
+      id: r.id,
+      config: r.config,
+      handler: r.handler,
+      state: r.state === "ready" ? "ready" : "notready",
+      createdAt: BigInt(r.createdAt),
+      additionalIps: [],
+      info: { handler: r.handler, ...(entry.sandbox ? entry.sandbox.info() : {}), ...(entry.booting ? { booting: true } : {}) },
+    };
+  }
+
+  private containerView(entry: ContainerEntry): ContainerStatus {
+    const r = entry.record;
+    return {
+      id: r.id,
+      podId: r.podId,
+      config: r.config,
+      imageId: r.imageId,
+      imageRef: r.imageRef,
+      state: r.state,
+      createdAt: BigInt(r.createdAt),
+      startedAt: BigInt(r.startedAt),
+      finishedAt: BigInt(r.finishedAt),
+      exitCode: r.exitCode,
+      reason: r.reason,
+      message: r.message,
+      logPath: r.logPath,
+      info: { pid: 0, sandboxId: r.podId },
+    };
+  }
+
+  private async recover(): Promise<void> {
+    const pods = await this.records.loadPods();
+    const containers = await this.records.loadContainers();
+    for (const record of pods) {
+      const controller = this.options.controllers.get(record.handler);
+      let sandbox: PodSandbox | undefined;
+      if (controller) {
+        sandbox = await controller.recover(record.id, record.config).catch((err: unknown) => {
+          this.options.logger.warn("could not recover a pod", { pod: record.id, err: messageOf(err) });
+          return undefined;
+        });
+      }
+      if (record.state === "creating" && !sandbox) {
+        // Half-created before the daemon died: nothing of it is kept.
+        await this.records.deletePod(record.id);
+        for (const c of containers.filter((c) => c.podId === record.id)) await this.dropContainerRecord(c);
+        continue;
+      }
+      const entry: PodEntry = { record: sandbox ? { ...record, state: "ready" } : { ...record, state: "notready" }, ...(sandbox ? { sandbox } : {}) };
+      this.pods.set(record.id, entry);
+      await this.records.savePod(entry.record);
+      if (sandbox) void sandbox.gone.then(() => this.podGone(record.id));
+    }
+    for (const record of containers) {
+      const pod = this.pods.get(record.podId);
+      if (!pod) {
+        await this.dropContainerRecord(record);
+        continue;
+      }
+      let r = record;
+      if (!pod.sandbox && (r.state === "running" || r.state === "created")) {
+        r = { ...r, state: "exited", exitCode: 255, reason: "Error", message: "the pod's VM did not survive the runtime's restart", finishedAt: nowNs().toString() };
+        await this.records.saveContainer(r);
+      }
+      this.containers.set(r.id, { record: r });
+    }
+  }
+
+  private async dropContainerRecord(record: ContainerRecord): Promise<void> {
+    await this.options.images.release(record.id).catch(() => undefined);
+    await this.records.deleteContainer(record.id);
+  }
+}
+
+function podKey(config: PodConfig): string {
+  const m = config.metadata;
+  return `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
+}
+
+function labelsMatch(labels: Readonly<Record<string, string>>, wanted: Readonly<Record<string, string>> | undefined): boolean {
+  return Object.entries(wanted ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+function sumResources(a: LinuxResources | undefined, b: LinuxResources | undefined): LinuxResources {
+  const add = (x?: number, y?: number) => (x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0));
+  const memoryLimitBytes = add(a?.memoryLimitBytes, b?.memoryLimitBytes);
+  const cpuQuota = add(a?.cpuQuota, b?.cpuQuota);
+  const cpuPeriod = a?.cpuPeriod ?? b?.cpuPeriod;
+  return { ...(memoryLimitBytes === undefined ? {} : { memoryLimitBytes }), ...(cpuQuota === undefined ? {} : { cpuQuota }), ...(cpuPeriod === undefined ? {} : { cpuPeriod }) };
+}
+
+async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new VmpodError("DeadlineExceeded", "the pod is still starting; it is kept for the next try", { cause: signal.reason }));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!promise) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

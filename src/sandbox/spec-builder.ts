@@ -1,0 +1,30 @@
+/**
+ * What the PodManager needs to turn a container's CRI config into the OCI
+ * spec its runtime runs: the request, and the builder's signature. The
+ * builder (container-spec.ts, wired in main.ts) knows OCI; the manager
+ * does not.
+ */
+import type { OciSpec } from "../common/oci-spec.js";
+import type { ImageRecord } from "../image/types.js";
+import type { ContainerConfig, Mount, PodConfig } from "./types.js";
+
+/** A container mount with the path its runtime sees (a guest path for VM pods). */
+export interface ResolvedMount {
+  readonly containerPath: string;
+  readonly source: string;
+  readonly readonly: boolean;
+  readonly propagation: Mount["propagation"];
+}
+
+export interface SpecRequest {
+  readonly podId: string;
+  readonly pod: PodConfig;
+  readonly containerId: string;
+  readonly container: ContainerConfig;
+  readonly image: ImageRecord;
+  /** The pod's runtime handler name. */
+  readonly handler: string;
+  readonly mounts: readonly ResolvedMount[];
+}
+
+export type ContainerSpecBuilder = (request: SpecRequest) => Promise<OciSpec>;

@@ -1,0 +1,206 @@
+/**
+ * The VM runtime handler: each pod is a PodVm booted by the engine. The VM
+ * is sized from the pod's resources (its limits and overhead, kubelet's
+ * sums) on top of the configured defaults; host paths a container mounts
+ * are bind-mounted into the pod's shared directory and reach the guest
+ * over virtio-fs; OOM kills are read from the agent's event stream.
+ */
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import { VmpodError, messageOf } from "../common/errors.js";
+import type { Logger } from "../common/log.js";
+import { bindMount, unmountTree } from "../common/mount.js";
+import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
+import { sleep } from "../common/time.js";
+import { agentPortStream } from "../agent/streams.js";
+import type { RootfsLayers } from "../image/types.js";
+import type { ContainerUsage, PodCreateRequest, PodSandbox, SandboxController, SharedMount } from "./controller.js";
+import type { VmEngine } from "./engine.js";
+import { containerHostDir, GUEST_SHARED_DIR } from "./layout.js";
+import type { PodVm } from "./pod-vm.js";
+import type { ProcessIo } from "./process-io.js";
+import type { LinuxResources, PodConfig } from "./types.js";
+
+const MIB = 1024 * 1024;
+/** How long after a container's exit its OOM event may still arrive. */
+const OOM_EVENT_GRACE_MS = 300;
+
+export interface VmSizing {
+  readonly defaultVcpus: number;
+  readonly defaultMemoryMiB: number;
+}
+
+/** The VM's vCPUs and memory: the defaults plus what the pod's limits and overhead ask. */
+export function vmSize(sizing: VmSizing, resources: LinuxResources | undefined): { vcpus: number; memoryMiB: number } {
+  let vcpus = sizing.defaultVcpus;
+  let memoryMiB = sizing.defaultMemoryMiB;
+  if (resources?.cpuQuota !== undefined && resources.cpuQuota > 0 && (resources.cpuPeriod ?? 0) > 0) {
+    vcpus += Math.ceil(resources.cpuQuota / (resources.cpuPeriod as number));
+  }
+  if (resources?.memoryLimitBytes !== undefined && resources.memoryLimitBytes > 0) {
+    memoryMiB += Math.ceil(resources.memoryLimitBytes / MIB);
+  }
+  return { vcpus: Math.min(vcpus, 256), memoryMiB };
+}
+
+export class VmController implements SandboxController {
+  readonly handler: string;
+
+  constructor(
+    private readonly engine: VmEngine,
+    private readonly sizing: VmSizing,
+    private readonly logger: Logger,
+    handler = "vmpod",
+  ) {
+    this.handler = handler;
+  }
+
+  async create(request: PodCreateRequest): Promise<PodSandbox> {
+    const size = vmSize(this.sizing, request.resources);
+    const dns = request.dns ? dnsLines(request.dns) : [];
+    const vm = await this.engine.boot({
+      id: request.id,
+      hostname: request.config.hostname || request.config.metadata.name,
+      dns,
+      vcpus: size.vcpus,
+      memoryMiB: size.memoryMiB,
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+    return new VmSandbox(vm, this.handler, size, this.logger.child({ pod: request.id }));
+  }
+
+  async recover(id: string, _config: PodConfig): Promise<PodSandbox | undefined> {
+    // Reattaching to a VM that outlived the daemon is not built yet: what is
+    // left of it is stopped and its state removed, and the pod reports NOTREADY.
+    await this.engine.cleanupLeftovers(id).catch((err: unknown) => this.logger.warn("could not clean up a pod vm left from before", { pod: id, err: messageOf(err) }));
+    return undefined;
+  }
+}
+
+class VmSandbox implements PodSandbox {
+  readonly gone: Promise<void>;
+  private readonly oomKills = new Set<string>();
+  private readonly oomWatch = new AbortController();
+
+  constructor(
+    private readonly vm: PodVm,
+    readonly handler: string,
+    private readonly size: { vcpus: number; memoryMiB: number },
+    private readonly logger: Logger,
+  ) {
+    this.gone = vm.exited.then(() => undefined);
+    void this.watchOom();
+  }
+
+  get id(): string {
+    return this.vm.id;
+  }
+
+  get wantsBlockImages(): boolean {
+    return this.vm.takesLayerDisks;
+  }
+
+  info(): Readonly<Record<string, unknown>> {
+    return { vcpus: this.size.vcpus, memoryMiB: this.size.memoryMiB, bootTimings: this.vm.timings };
+  }
+
+  async shareMount(containerId: string, index: number, mount: SharedMount): Promise<string> {
+    const dir = join(containerHostDir(this.vm.paths, containerId), "mounts", String(index));
+    // A file is bind-mounted onto a file, a directory onto a directory.
+    const st = await stat(mount.hostPath).catch((err: unknown) => {
+      throw new VmpodError("InvalidArgument", `mount source ${mount.hostPath} does not exist`, { cause: err });
+    });
+    if (st.isDirectory()) await mkdir(dir, { recursive: true, mode: 0o700 });
+    else {
+      await mkdir(join(dir, ".."), { recursive: true, mode: 0o700 });
+      await writeFile(dir, "", { mode: 0o600 });
+    }
+    await bindMount(mount.hostPath, dir, mount.readonly ? { readonly: true } : {});
+    return `${GUEST_SHARED_DIR}/${containerId}/mounts/${index}`;
+  }
+
+  async createContainer(containerId: string, rootfs: RootfsLayers, spec: OciSpec, options: { readonly readonlyRootfs: boolean }): Promise<void> {
+    await this.vm.createContainer(containerId, { kind: "layers", layers: rootfs }, spec, { readonlyRootfs: options.readonlyRootfs });
+  }
+
+  startContainer(containerId: string): Promise<void> {
+    return this.vm.startContainer(containerId);
+  }
+
+  io(containerId: string, execId: string, options: { readonly stdin: boolean; readonly terminal: boolean }): ProcessIo {
+    return this.vm.io(containerId, execId, options);
+  }
+
+  exec(containerId: string, execId: string, process: OciProcess, options: { readonly stdin: boolean }): Promise<ProcessIo> {
+    return this.vm.exec(containerId, execId, process, options);
+  }
+
+  signal(containerId: string, execId: string, signal: number): Promise<void> {
+    return this.vm.signal(containerId, execId, signal);
+  }
+
+  wait(containerId: string, execId: string, options: { readonly signal?: AbortSignal } = {}): Promise<number> {
+    return this.vm.wait(containerId, execId, options);
+  }
+
+  async oomKilled(containerId: string): Promise<boolean> {
+    if (this.oomKills.has(containerId)) return true;
+    await sleep(OOM_EVENT_GRACE_MS);
+    return this.oomKills.has(containerId);
+  }
+
+  update(containerId: string, resources: OciResources): Promise<void> {
+    return this.vm.update(containerId, resources);
+  }
+
+  async usage(containerId: string): Promise<ContainerUsage> {
+    return this.vm.stats(containerId);
+  }
+
+  async removeContainer(containerId: string, timeoutSec: number): Promise<void> {
+    const failures: unknown[] = [];
+    await this.vm.removeContainer(containerId, timeoutSec).catch((err: unknown) => failures.push(err));
+    const mounts = join(containerHostDir(this.vm.paths, containerId), "mounts");
+    await unmountTree(mounts).catch((err: unknown) => failures.push(err));
+    await rm(containerHostDir(this.vm.paths, containerId), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
+    if (failures.length > 0) throw new VmpodError("Internal", `remove container ${containerId}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });
+  }
+
+  async openPort(port: number): Promise<Duplex> {
+    const connectionId = await this.vm.agentClient.openPort(port);
+    return agentPortStream(this.vm.agentClient, connectionId);
+  }
+
+  async stop(): Promise<void> {
+    this.oomWatch.abort();
+    await this.vm.stop();
+  }
+
+  private async watchOom(): Promise<void> {
+    const signal = this.oomWatch.signal;
+    void this.vm.exited.then(() => this.oomWatch.abort());
+    while (!signal.aborted) {
+      try {
+        const id = await this.vm.agentClient.nextOomEvent({ timeoutMs: null, signal });
+        if (id) {
+          this.oomKills.add(id);
+          this.logger.info("container was killed for memory", { container: id });
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.logger.debug("oom events", { err: messageOf(err) });
+        await sleep(1000, signal).catch(() => undefined);
+      }
+    }
+  }
+}
+
+/** resolv.conf lines from the pod's DNS config. */
+export function dnsLines(dns: { readonly servers: readonly string[]; readonly searches: readonly string[]; readonly options: readonly string[] }): string[] {
+  return [
+    ...dns.servers.map((s) => `nameserver ${s}`),
+    ...(dns.searches.length > 0 ? [`search ${dns.searches.join(" ")}`] : []),
+    ...(dns.options.length > 0 ? [`options ${dns.options.join(" ")}`] : []),
+  ];
+}
