@@ -28,6 +28,13 @@ export function defaultConfig(assetDir: string): Config {
     runtime: {
       stateRoot: "/run/vmpod",
       logLevel: "info",
+      defaultHandler: "vmpod",
+      handlers: { vmpod: { type: "vm" }, runc: { type: "oci", runtimePath: "/usr/bin/runc" } },
+    },
+    cri: {
+      socket: "/run/vmpod/vmpod.sock",
+      streamAddress: "127.0.0.1:0",
+      streamTokenTtlMs: 60_000,
     },
     image: {
       root: "/var/lib/vmpod/image",

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { parse } from "smol-toml";
 import { VmpodError, messageOf } from "../common/errors.js";
 import { defaultConfig } from "./defaults.js";
-import type { Acceleration, BlockDeviceDriver, Config, MachineType, RegistryHostConfig, SharedFs } from "./types.js";
+import type { Acceleration, BlockDeviceDriver, Config, HandlerConfig, MachineType, RegistryHostConfig, SharedFs } from "./types.js";
 
 export interface Loaded {
   readonly config: Config;
@@ -58,6 +58,13 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
     runtime: {
       stateRoot: reader.str("runtime.state_root", d.runtime.stateRoot),
       logLevel: reader.oneOf("runtime.log_level", ["debug", "info", "warn", "error"], d.runtime.logLevel),
+      defaultHandler: reader.str("runtime.default_handler", d.runtime.defaultHandler),
+      handlers: reader.handlers("runtime.handlers", d.runtime.handlers),
+    },
+    cri: {
+      socket: reader.str("cri.socket", d.cri.socket),
+      streamAddress: reader.str("cri.stream_address", d.cri.streamAddress),
+      streamTokenTtlMs: reader.int("cri.stream_token_ttl", d.cri.streamTokenTtlMs / 1000, 1, 3600) * 1000,
     },
     image: {
       root: reader.str("image.root", d.image.root),
@@ -67,6 +74,10 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       registries: reader.registries("registries"),
     },
   };
+  if (!(config.runtime.defaultHandler in config.runtime.handlers)) {
+    throw new VmpodError("InvalidArgument", `${source}: runtime.default_handler = ${JSON.stringify(config.runtime.defaultHandler)} is not among runtime.handlers (${Object.keys(config.runtime.handlers).join(", ")})`);
+  }
+  if (!/^[^:]+:\d+$/.test(config.cri.streamAddress)) throw new VmpodError("InvalidArgument", `${source}: cri.stream_address must be host:port, not ${JSON.stringify(config.cri.streamAddress)}`);
   if (!config.hypervisor.disableBlockDeviceUse && config.hypervisor.blockDeviceDriver === "virtio-blk") {
     // microvm has no PCI hot-plug at all; on q35 adding layers on PCI root ports is not built yet.
     throw new VmpodError(
@@ -170,6 +181,27 @@ class Reader {
       }
       const plainHttp = flag("plain_http");
       out[host] = { mirrors, ...(plainHttp === undefined ? {} : { plainHttp }), insecureSkipVerify: flag("insecure_skip_verify") ?? false, caFiles: list("ca_files") };
+    }
+    return out;
+  }
+
+  /** `[runtime.handlers.NAME] type = "vm" | "oci", runtime_path = "..."`; replaces the defaults when given. */
+  handlers(key: string, fallback: Readonly<Record<string, HandlerConfig>>): Record<string, HandlerConfig> {
+    const section = this.get(key);
+    if (section === undefined) return { ...fallback };
+    if (section === null || typeof section !== "object" || Array.isArray(section)) throw this.bad(key, "a table of handlers", section);
+    const out: Record<string, HandlerConfig> = {};
+    for (const [name, value] of Object.entries(section as Table)) {
+      const where = `${key}.${name}`;
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) throw new VmpodError("InvalidArgument", `${this.source}: ${where}: a handler name is a DNS label, as RuntimeClass requires`);
+      if (value === null || typeof value !== "object" || Array.isArray(value)) throw this.bad(where, "a table", value);
+      const t = value as Table;
+      for (const k of Object.keys(t)) if (!["type", "runtime_path"].includes(k)) this.extraWarnings.push(`${this.source}: unknown key ${where}.${k}`);
+      if (t.type === "vm") out[name] = { type: "vm" };
+      else if (t.type === "oci") {
+        if (typeof t.runtime_path !== "string" || t.runtime_path === "") throw this.bad(`${where}.runtime_path`, "the path of an OCI runtime binary (runc, crun)", t.runtime_path);
+        out[name] = { type: "oci", runtimePath: t.runtime_path };
+      } else throw this.bad(`${where}.type`, `"vm" or "oci"`, t.type);
     }
     return out;
   }

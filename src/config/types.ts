@@ -41,10 +41,26 @@ export interface AgentConfig {
   readonly callTimeoutMs: number;
 }
 
+/** A runtime handler: pods in VMs, or host namespace containers through an OCI runtime binary. */
+export type HandlerConfig = { readonly type: "vm" } | { readonly type: "oci"; readonly runtimePath: string };
+
 export interface RuntimeConfig {
   /** Where pod and VM state lives (sockets, logs, records). */
   readonly stateRoot: string;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** The handler of pods whose RuntimeClass names none. */
+  readonly defaultHandler: string;
+  /** By the name a RuntimeClass's `handler` gives. */
+  readonly handlers: Readonly<Record<string, HandlerConfig>>;
+}
+
+export interface CriConfig {
+  /** The CRI socket kubelet and crictl connect to. */
+  readonly socket: string;
+  /** host:port of the streaming server for exec, attach and port-forward (port 0: any free one). */
+  readonly streamAddress: string;
+  /** Milliseconds a streaming URL stays valid. */
+  readonly streamTokenTtlMs: number;
 }
 
 /** How one registry host is reached. */
@@ -83,4 +99,5 @@ export interface Config {
   readonly agent: AgentConfig;
   readonly runtime: RuntimeConfig;
   readonly image: ImageConfig;
+  readonly cri: CriConfig;
 }

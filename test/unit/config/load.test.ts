@@ -96,4 +96,32 @@ mirrors = []`, /is not a registry host/);
 disable_block_device_use = false
 block_device_driver = "virtio-blk"`, /virtio-blk.*virtio-scsi/);
   });
+
+  it("reads runtime handlers and the CRI server's addresses", () => {
+    const { config } = parseConfig(
+      `[runtime]
+default_handler = "kata"
+[runtime.handlers.kata]
+type = "vm"
+[runtime.handlers.crun]
+type = "oci"
+runtime_path = "/usr/bin/crun"
+[cri]
+socket = "/run/x.sock"
+stream_address = "127.0.0.1:10010"
+stream_token_ttl = 30
+`,
+      "c.toml",
+      "/a",
+    );
+    assert.equal(config.runtime.defaultHandler, "kata");
+    assert.deepEqual(config.runtime.handlers, { kata: { type: "vm" }, crun: { type: "oci", runtimePath: "/usr/bin/crun" } });
+    assert.deepEqual(config.cri, { socket: "/run/x.sock", streamAddress: "127.0.0.1:10010", streamTokenTtlMs: 30_000 });
+    const check = (text: string, pattern: RegExp) =>
+      assert.throws(() => parseConfig(text, "c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
+    check(`[runtime]\ndefault_handler = "nope"`, /default_handler = "nope" is not among runtime.handlers/);
+    check(`[runtime.handlers.x]\ntype = "oci"`, /runtime_path must be/);
+    check(`[runtime.handlers.Bad_Name]\ntype = "vm"`, /DNS label/);
+    check(`[cri]\nstream_address = "localhost"`, /host:port/);
+  });
 });
