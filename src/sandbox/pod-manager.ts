@@ -13,7 +13,8 @@ import type { Logger } from "../common/log.js";
 import type { OciProcess } from "../common/oci-spec.js";
 import type { ImageRecord, ImageService } from "../image/types.js";
 import type { PodSandbox, SandboxController } from "./controller.js";
-import { connectClient, OutputPump, type LogSink } from "./container-io.js";
+import { OutputPump, type LogSink } from "./container-io.js";
+import { attachClient, execProcess, execSync, execWithClient } from "./container-exec.js";
 import { EventBus } from "./events.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { nowNs, RecordStore, type ContainerRecord, type PodRecord } from "./records.js";
@@ -326,53 +327,20 @@ export class PodManager implements Runtime {
 
   async execSync(id: string, command: readonly string[], timeoutSec: number): Promise<ExecSyncResult> {
     const { entry, sandbox } = this.running(id);
-    const execId = newId().slice(0, 16);
-    const io = await sandbox.exec(id, execId, this.execProcess(entry, command, false), { stdin: false });
-    const collect = async (s: NodeJS.ReadableStream | undefined) => {
-      const chunks: Buffer[] = [];
-      if (s) for await (const c of s) chunks.push(c as Buffer);
-      return Buffer.concat(chunks);
-    };
-    const run = Promise.all([collect(io.stdout), collect(io.stderr), io.wait()]);
-    if (timeoutSec > 0 && !(await settlesWithin(run, timeoutSec * 1000))) {
-      await sandbox.signal(id, execId, 9).catch(() => undefined);
-      throw new VmpodError("DeadlineExceeded", `command ${JSON.stringify(command)} in container ${id} timed out after ${timeoutSec} s`);
-    }
-    const [stdout, stderr, exitCode] = await run;
-    return { stdout, stderr, exitCode };
+    return execSync(sandbox, id, execProcess(entry.process, command, false), timeoutSec);
   }
 
   async exec(id: string, command: readonly string[], options: { readonly tty: boolean }, streams: ClientStreams): Promise<number> {
     const { entry, sandbox } = this.running(id);
-    const execId = newId().slice(0, 16);
-    const io = await sandbox.exec(id, execId, this.execProcess(entry, command, options.tty), { stdin: streams.stdin !== undefined });
-    const [, code] = await Promise.all([connectClient(io, streams, this.options.logger), io.wait()]);
-    return code;
+    return execWithClient(sandbox, id, execProcess(entry.process, command, options.tty), streams, this.options.logger);
   }
 
   async attach(id: string, options: { readonly tty: boolean }, streams: ClientStreams): Promise<void> {
     const { entry, sandbox } = this.running(id);
     if (!entry.pump) throw new VmpodError("FailedPrecondition", `container ${id} has no output to attach to`);
-    if (options.tty !== entry.record.config.tty) throw new VmpodError("InvalidArgument", `attach with tty=${options.tty} to container ${id}, created with tty=${entry.record.config.tty}`);
-    const detach = entry.pump.attach(streams.stdout, streams.stderr);
-    try {
-      if (streams.stdin && entry.record.config.stdin) {
-        const io = sandbox.io(id, "", { stdin: true, terminal: entry.record.config.tty });
-        io.stdout.destroy();
-        io.stderr?.destroy();
-        if (io.stdin) streams.stdin.pipe(io.stdin, { end: entry.record.config.stdinOnce });
-      }
-      if (streams.resize) {
-        const io = sandbox.io(id, "", { stdin: false, terminal: true });
-        io.stdout.destroy();
-        void (async () => {
-          for await (const size of streams.resize ?? []) await io.resize(size.height, size.width).catch(() => undefined);
-        })().catch(() => undefined);
-      }
-      await Promise.race([entry.exited, streams.stdout ? new Promise((r) => streams.stdout?.once("close", r)) : new Promise(() => undefined)]);
-    } finally {
-      detach();
-    }
+    const c = entry.record.config;
+    if (options.tty !== c.tty) throw new VmpodError("InvalidArgument", `attach with tty=${options.tty} to container ${id}, created with tty=${c.tty}`);
+    await attachClient(sandbox, id, entry.pump, { stdin: c.stdin, stdinOnce: c.stdinOnce, tty: c.tty }, streams, entry.exited ?? Promise.resolve());
   }
 
   async portForward(podId: string, port: number): Promise<Duplex> {
@@ -489,14 +457,6 @@ export class PodManager implements Runtime {
 
   private imageOf(entry: ContainerEntry): ImageRecord | undefined {
     return this.options.images.find(entry.record.imageId);
-  }
-
-  private execProcess(entry: ContainerEntry, command: readonly string[], tty: boolean): OciProcess {
-    if (command.length === 0) throw new VmpodError("InvalidArgument", "exec needs a command");
-    const base: OciProcess = entry.process ?? { args: [], cwd: "/", user: { uid: 0, gid: 0 } };
-    const process: OciProcess = { ...base, args: [...command], terminal: tty };
-    delete process.consoleSize;
-    return process;
   }
 
   private async setContainer(entry: ContainerEntry, change: Partial<ContainerRecord>): Promise<void> {
