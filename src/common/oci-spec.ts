@@ -58,10 +58,16 @@ export interface OciResources {
   memory?: { limit?: number; reservation?: number; swap?: number; swappiness?: number; disableOOMKiller?: boolean };
   cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
   pids?: { limit: number };
+  /** Host containers only: the agent protocol carries no hugepage limits. */
+  hugepageLimits?: { pageSize: string; limit: number }[];
+  /** cgroup v2 files by name; host containers only, as hugepageLimits. */
+  unified?: Record<string, string>;
 }
 
 export interface OciSeccomp {
   defaultAction: string;
+  /** Host containers only: the agent protocol has no such field. */
+  defaultErrnoRet?: number;
   architectures?: string[];
   flags?: string[];
   syscalls?: { names: string[]; action: string; errnoRet?: number; args?: { index: number; value: number; valueTwo?: number; op: string }[] }[];

@@ -7,6 +7,7 @@
  */
 import { VmpodError } from "../common/errors.js";
 import type { OciProcess, OciSeccomp } from "../common/oci-spec.js";
+import { parseSeccompProfile } from "./container-spec-seccomp.js";
 import { runtimeDefaultSeccomp } from "./seccomp-default.js";
 import type { ContainerSecurity, SecurityProfile } from "./types.js";
 
@@ -164,17 +165,18 @@ export async function seccompFor(profile: SecurityProfile | undefined, ctx: Secc
   return parseSeccompProfile(text, { ...ctx, source: path });
 }
 
-export { parseSeccompProfile } from "./container-spec-seccomp.js";
-
-/** The AppArmor profile the process gets, or undefined for none. */
-export function apparmorFor(profile: SecurityProfile | undefined, ctx: { handler: "vm" | "host"; privileged: boolean }): string | undefined {
+/**
+ * The AppArmor profile the process gets, or undefined for none.
+ * runtime-default is no profile: vmpod ships none of its own. A localhost
+ * profile is refused in a pod VM (its kernel has no AppArmor) and on a host
+ * without AppArmor; it applies to privileged containers too.
+ */
+export function apparmorFor(profile: SecurityProfile | undefined, ctx: { handler: "vm" | "host"; hostAppArmor: boolean }): string | undefined {
   if (profile === undefined || profile.type === "unconfined" || profile.type === "runtime-default") return undefined;
   const name = localhostPath("AppArmor", profile);
   if (ctx.handler === "vm") {
     throw new VmpodError("InvalidArgument", `the AppArmor profile ${JSON.stringify(name)} cannot be applied: a pod VM's kernel has no AppArmor (use runtime-default or unconfined, or the runc handler)`);
   }
-  if (ctx.privileged) return undefined;
+  if (!ctx.hostAppArmor) throw new VmpodError("InvalidArgument", `the AppArmor profile ${JSON.stringify(name)} cannot be applied: AppArmor is not enabled on this node`);
   return name;
 }
-
-import { parseSeccompProfile } from "./container-spec-seccomp.js";
