@@ -137,3 +137,6 @@ export function serviceImplementation<T extends GenServiceMethods>(service: GenS
   }
   return implementation;
 }
+
+/** The method shapes of a generated service: `MethodsOf<typeof RuntimeService>`. */
+export type MethodsOf<S> = S extends GenService<infer T> ? T : never;

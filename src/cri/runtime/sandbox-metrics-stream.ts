@@ -1,0 +1,6 @@
+/** StreamPodSandboxMetrics: no pages, as there are no metrics (see metrics.ts). */
+import type { RuntimeMethods, Streaming } from "../deps.js";
+
+export const streamPodSandboxMetrics: Streaming<RuntimeMethods["streamPodSandboxMetrics"]> = async function* () {
+  yield* [];
+};
