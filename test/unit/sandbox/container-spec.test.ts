@@ -4,6 +4,10 @@
  * and cgroups per handler, resources, sysctls, and what it refuses.
  */
 import assert from "node:assert/strict";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { specToOci } from "../../../guest/agent/oci-spec.js";
+import { specToProto } from "../../../src/agent/translate.js";
+import { SpecSchema } from "../../../src/gen/agent_pb.js";
 import { buildContainerSpec, mergeEnv, processArgs } from "../../../src/sandbox/container-spec.js";
 import { CONTAINER_ID, POD_ID, container, hostInput, image, input, pod } from "./container-spec-fixtures.js";
 
@@ -291,5 +295,28 @@ describe("container spec", () => {
     it("on the host: refused unless resolved", async () => {
       await assert.rejects(buildContainerSpec(hostInput({ container: container({ devices }) })), invalid(/not resolved/));
     });
+  });
+
+  it("a pod VM's spec reaches the guest agent whole through the agent protocol", async () => {
+    const spec = await buildContainerSpec(
+      input({
+        pod: pod({ seccomp: { type: "runtime-default" } }),
+        container: container({ tty: true, resources: { cpuShares: 256, memoryLimitBytes: 1 << 26, oomScoreAdj: -10 } }, { runAsUser: 7, readonlyRootfs: true, noNewPrivs: true }),
+        mounts: [{ containerPath: "/data", source: "/run/vmpod/shared/d", readonly: true, propagation: "private" }],
+      }),
+    );
+    const wire = fromBinary(SpecSchema, toBinary(SpecSchema, create(SpecSchema, specToProto(spec))));
+    const guest = JSON.parse(JSON.stringify(specToOci(wire), (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v))) as Record<string, unknown>;
+    const expected = JSON.parse(JSON.stringify(spec)) as Record<string, unknown>;
+    assert.deepEqual(guest["process"], expected["process"]);
+    assert.deepEqual(guest["mounts"], expected["mounts"]);
+    assert.deepEqual(guest["annotations"], expected["annotations"]);
+    assert.deepEqual(guest["root"], expected["root"]);
+    const linux = guest["linux"] as Record<string, unknown>;
+    for (const key of ["namespaces", "cgroupsPath", "maskedPaths", "readonlyPaths", "seccomp"]) {
+      assert.deepEqual(linux[key], (expected["linux"] as Record<string, unknown>)[key], key);
+    }
+    // The protocol's wildcard device rule comes back with its type spelled out.
+    assert.deepEqual(linux["resources"], { devices: [{ allow: false, type: "a", access: "rwm" }], cpu: { shares: 256 }, memory: { limit: 1 << 26 } });
   });
 });
