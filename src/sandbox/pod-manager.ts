@@ -197,7 +197,16 @@ export class PodManager implements Runtime {
         for (const [i, m] of config.mounts.entries()) {
           mounts.push({ containerPath: m.containerPath, source: await sandbox.shareMount(id, i, { hostPath: m.hostPath, readonly: m.readonly }), readonly: m.readonly, propagation: m.propagation });
         }
-        const spec = await this.options.buildSpec({ podId, pod: pod.record.config, containerId: id, container: config, image, handler: pod.record.handler, mounts });
+        const spec = await this.options.buildSpec({
+          podId,
+          pod: pod.record.config,
+          containerId: id,
+          container: config,
+          image,
+          handler: pod.record.handler,
+          mounts,
+          layerDirs: rootfs.layers.map((l) => l.dir),
+        });
         await sandbox.createContainer(id, rootfs, spec, { readonlyRootfs: config.security.readonlyRootfs });
         const entry: ContainerEntry = { record, ...(spec.process ? { process: spec.process } : {}) };
         this.containers.set(id, entry);

@@ -25,6 +25,8 @@ export interface SpecRequest {
   /** The pod's runtime handler name. */
   readonly handler: string;
   readonly mounts: readonly ResolvedMount[];
+  /** The image's unpacked layers on the host, lowest first (for its /etc/passwd and /etc/group). */
+  readonly layerDirs: readonly string[];
 }
 
 export type ContainerSpecBuilder = (request: SpecRequest) => Promise<OciSpec>;
