@@ -50,7 +50,8 @@ export class OutputTail extends Readable {
 
   override _construct(callback: (err?: Error | null) => void): void {
     void (async () => {
-      this.fh = await open(this.options.path, "r");
+      // Read and write: hole punching needs a writable descriptor; nothing is written through it.
+      this.fh = await open(this.options.path, "r+");
       this.offset = await readOffset(offsetPath(this.options.path));
       this.savedOffset = this.offset;
       this.punched = Math.floor(this.offset / BLOCK) * BLOCK;

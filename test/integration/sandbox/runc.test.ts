@@ -83,9 +83,10 @@ async function readUntil(stream: Readable, pattern: RegExp, ms = 10_000): Promis
   }
 }
 
-async function rssKiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+/** Resident and proportional set sizes (shared pages divided among their users), KiB. */
+async function memoryKiB(pid: number): Promise<{ rss: number; pss: number }> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8");
+  return { rss: Number(/^Rss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0), pss: Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) };
 }
 
 for (const runtimePath of RUNTIMES) {
@@ -198,6 +199,30 @@ for (const runtimePath of RUNTIMES) {
       assert.equal(await p.wait("c1", ""), 137);
     });
 
+    it("runs a first process with a terminal and input", async () => {
+      const p = await newPod();
+      const io = await container(p, "t", spec(["sh"], { process: { terminal: true, env: ["PATH=/bin", "TERM=xterm"] } }), { stdin: true });
+      assert.equal(io.stderr, undefined);
+      const seen = readUntil(io.stdout, /on \/dev\/pts\/\d+/);
+      io.stdin?.write("echo on $(tty); exit 6\n");
+      await seen;
+      assert.equal(await p.wait("t", ""), 6);
+      io.stdout.destroy();
+    });
+
+    it("stops a container with SIGTERM, then SIGKILL when it ignores it, on removal", async () => {
+      const p = await newPod();
+      const io = await container(p, "stubborn", spec(["sh", "-c", "trap 'echo ignored' TERM; while true; do sleep 0.1; done"]));
+      const t = Date.now();
+      await p.removeContainer("stubborn", 1);
+      assert.ok(Date.now() - t >= 1000, "removed before the timeout");
+      io.stdout.destroy();
+      io.stderr?.destroy();
+      await assert.rejects(p.wait("stubborn", ""), (err: unknown) => (err as { kind?: string }).kind === "NotFound");
+      const created = await p.createContainer("never", await layers("never"), spec(["true"]), { readonlyRootfs: false }).then(() => "never");
+      await p.removeContainer(created, 0);
+    });
+
     it("reaches a port on the pod's loopback", async () => {
       const p = await newPod();
       await container(p, "srv", spec(["nc", "-l", "-p", "8080", "-e", "echo", "hello", "port"]));
@@ -255,16 +280,30 @@ for (const runtimePath of RUNTIMES) {
       after.stderr?.destroy();
     });
 
-    it("measures a supervised container's memory", async () => {
+    it("measures a supervised container's memory (4 idle containers)", async () => {
       const p = await newPod();
-      await container(p, "idle", spec(["sleep", "1000"]));
-      const cdir = join(stateRoot, `pod-${n}`, "containers", "idle");
-      const supervisor = Number((await readFile(join(cdir, "supervisor.pid"), "utf8")).trim());
-      const children = (await readFile(`/proc/${supervisor}/task/${supervisor}/children`, "utf8")).trim().split(/\s+/).map(Number);
-      const sh = await rssKiB(supervisor);
-      const runtime = (await Promise.all(children.map(rssKiB))).reduce((a, b) => a + b, 0);
-      process.stderr.write(`      per container: supervisor sh ${sh} KiB RSS, ${name} in the foreground ${runtime} KiB RSS\n`);
-      assert.ok(sh > 0 && runtime > 0);
+      const ids = ["idle1", "idle2", "idle3", "idle4"];
+      for (const id of ids) await container(p, id, spec(["sleep", "1000"]));
+      const sh = { rss: 0, pss: 0 };
+      const runtime = { rss: 0, pss: 0 };
+      for (const id of ids) {
+        const cdir = join(stateRoot, `pod-${n}`, "containers", id);
+        const supervisor = Number((await readFile(join(cdir, "supervisor.pid"), "utf8")).trim());
+        const children = (await readFile(`/proc/${supervisor}/task/${supervisor}/children`, "utf8")).trim().split(/\s+/).map(Number);
+        const s = await memoryKiB(supervisor);
+        sh.rss += s.rss;
+        sh.pss += s.pss;
+        for (const c of children) {
+          const m = await memoryKiB(c);
+          runtime.rss += m.rss;
+          runtime.pss += m.pss;
+        }
+      }
+      const per = (x: number) => Math.round(x / ids.length);
+      process.stderr.write(
+        `      per container: supervisor sh ${per(sh.rss)} KiB RSS / ${per(sh.pss)} KiB PSS; ${name} in the foreground ${per(runtime.rss)} KiB RSS / ${per(runtime.pss)} KiB PSS\n`,
+      );
+      assert.ok(sh.rss > 0 && runtime.rss > 0);
     });
   });
 }

@@ -1,0 +1,73 @@
+/** What the runc handler reads from files: exit records, cgroup counters, and container output tailed as it grows. */
+import assert from "node:assert/strict";
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { parseStat } from "../../../../src/sandbox/runc/cgroups.js";
+import { OutputTail } from "../../../../src/sandbox/runc/output-tail.js";
+import { parseExit } from "../../../../src/sandbox/runc/supervisor.js";
+
+describe("runc handler files", () => {
+  it("parses exit records, damaged ones as status 255", () => {
+    assert.deepEqual(parseExit("137 1\n"), { status: 137, oomKills: 1 });
+    assert.deepEqual(parseExit("0"), { status: 0, oomKills: 0 });
+    assert.deepEqual(parseExit("garbage"), { status: 255, oomKills: 0 });
+  });
+
+  it("parses cgroup stat files into bigints, skipping what is not a counter", () => {
+    assert.deepEqual(parseStat("cache 4096\nrss 8192\nhierarchical_memory_limit 9223372036854771712\nbad line x\n"), {
+      cache: 4096n,
+      rss: 8192n,
+      hierarchical_memory_limit: 9223372036854771712n,
+    });
+  });
+
+  describe("output tail", () => {
+    let dir: string;
+    beforeEach(async () => (dir = await mkdtemp(join(tmpdir(), "vmpod-tail-"))));
+    afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+    async function next(stream: Readable): Promise<string> {
+      const [chunk] = (await Promise.race([
+        new Promise((resolve) => stream.once("data", (c: Buffer) => resolve([c]))),
+        new Promise((_r, reject) => setTimeout(() => reject(new Error("no data within 3 s")), 3000)),
+      ])) as [Buffer];
+      return chunk.toString();
+    }
+
+    it("follows a growing file, ends once finished, and the next reader resumes where it stopped", async () => {
+      const path = join(dir, "stdout");
+      await writeFile(path, "one\n");
+      let finished = false;
+      const tail = new OutputTail({ path, finished: async () => finished });
+      assert.equal(await next(tail), "one\n");
+      await appendFile(path, "two\n");
+      assert.equal(await next(tail), "two\n");
+      tail.destroy();
+      await new Promise((r) => tail.once("close", r));
+      assert.equal(await readFile(`${path}.offset`, "utf8"), "8");
+
+      await appendFile(path, "three\n");
+      finished = true;
+      const again = new OutputTail({ path, finished: async () => finished });
+      const chunks: string[] = [];
+      for await (const c of again) chunks.push((c as Buffer).toString());
+      assert.equal(chunks.join(""), "three\n");
+    });
+
+    it("frees what it has read from the disk, keeping the file's size", async () => {
+      const path = join(dir, "stdout");
+      const big = Buffer.alloc(3 << 20, 0x61);
+      await writeFile(path, big);
+      const before = (await stat(path)).blocks;
+      const tail = new OutputTail({ path, finished: async () => true });
+      let n = 0;
+      for await (const c of tail) n += (c as Buffer).length;
+      assert.equal(n, big.length);
+      const after = await stat(path);
+      assert.equal(after.size, big.length);
+      assert.ok(after.blocks < before / 2, `blocks ${before} -> ${after.blocks}`);
+    });
+  });
+});
