@@ -127,7 +127,8 @@ const LOST_GRACE_MS = 1_000;
 /**
  * Resolves with the exit record once the container has exited: the exit
  * file, watched (inotify) and polled. A supervisor that is gone without
- * writing one (killed) gives status 255, lost: true.
+ * writing one (killed) gives status 255, lost: true; a container removed
+ * meanwhile is NotFound.
  */
 export async function waitForExit(paths: ContainerPaths, options: { signal?: AbortSignal } = {}): Promise<ExitRecord & { lost?: boolean }> {
   const { signal } = options;
@@ -136,6 +137,7 @@ export async function waitForExit(paths: ContainerPaths, options: { signal?: Abo
     signal?.throwIfAborted();
     const record = await readExit(paths);
     if (record) return record;
+    if (!(await exists(paths.dir))) throw new VmpodError("NotFound", `container ${paths.dir} was removed`);
     const started = await exists(paths.supervisorPid);
     if (started && (await liveSupervisor(paths)) === undefined) {
       lostSince ??= Date.now();
