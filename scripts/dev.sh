@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static erofs-utils
-  crun kmod cpio util-linux iproute2 procps zstd
+  crun runc kmod cpio util-linux iproute2 procps zstd
   # the image service's tests and benchmark: a real registry, htpasswd for
   # its basic auth, openssl for its token auth, skopeo as the peer
   docker-registry apache2-utils openssl skopeo

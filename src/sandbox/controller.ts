@@ -40,6 +40,12 @@ export interface PodSandbox {
    * use as the source of a bind mount in the container's OCI spec.
    */
   shareMount(containerId: string, index: number, mount: SharedMount): Promise<string>;
+  /**
+   * The pod's namespaces as paths, for containers that join them (host
+   * namespace pods); absent where the runtime gives the containers their
+   * namespaces itself (a VM's).
+   */
+  readonly namespacePaths?: { readonly network?: string; readonly ipc?: string; readonly uts?: string };
   /** Whether containers' image layers should come as erofs images (ask the image service). */
   readonly wantsBlockImages: boolean;
   createContainer(containerId: string, rootfs: RootfsLayers, spec: OciSpec, options: { readonly readonlyRootfs: boolean }): Promise<void>;

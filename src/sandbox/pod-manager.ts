@@ -206,9 +206,12 @@ export class PodManager implements Runtime {
           handler: pod.record.handler,
           mounts,
           layerDirs: rootfs.layers.map((l) => l.dir),
+          ...(sandbox.namespacePaths ? { podNamespaces: sandbox.namespacePaths } : {}),
         });
         await sandbox.createContainer(id, rootfs, spec, { readonlyRootfs: config.security.readonlyRootfs });
-        const entry: ContainerEntry = { record, ...(spec.process ? { process: spec.process } : {}) };
+        const saved: ContainerRecord = spec.process ? { ...record, process: spec.process } : record;
+        await this.records.saveContainer(saved);
+        const entry: ContainerEntry = { record: saved, ...(spec.process ? { process: spec.process } : {}) };
         this.containers.set(id, entry);
         this.publish("created", record);
         return id;
@@ -555,7 +558,22 @@ export class PodManager implements Runtime {
         r = { ...r, state: "exited", exitCode: 255, reason: "Error", message: "the pod's VM did not survive the runtime's restart", finishedAt: nowNs().toString() };
         await this.records.saveContainer(r);
       }
-      this.containers.set(r.id, { record: r });
+      const entry: ContainerEntry = { record: r, ...(r.process ? { process: r.process } : {}) };
+      this.containers.set(r.id, entry);
+      if (pod.sandbox && r.state === "running") await this.reattach(entry, pod.sandbox);
+    }
+  }
+
+  /** Follows a container that kept running while the daemon was down: its output again, its exit. */
+  private async reattach(entry: ContainerEntry, sandbox: PodSandbox): Promise<void> {
+    const r = entry.record;
+    try {
+      const log = r.logPath ? await this.options.openLog(r.logPath) : undefined;
+      if (log) entry.log = log;
+      entry.pump = new OutputPump(sandbox.io(r.id, "", { stdin: r.config.stdin, terminal: r.config.tty }), log, this.options.logger.child({ container: r.id }));
+      entry.exited = this.watchExit(entry, sandbox);
+    } catch (err) {
+      this.options.logger.warn("could not follow a container again after the restart", { container: r.id, err: messageOf(err) });
     }
   }
 

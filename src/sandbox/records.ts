@@ -9,6 +9,7 @@ import { messageOf } from "../common/errors.js";
 import { writeFileAtomic } from "../common/fs.js";
 import { isSafeId } from "../common/ids.js";
 import type { Logger } from "../common/log.js";
+import type { OciProcess } from "../common/oci-spec.js";
 import type { ContainerConfig, ContainerState, PodConfig } from "./types.js";
 
 export interface PodRecord {
@@ -36,6 +37,8 @@ export interface ContainerRecord {
   readonly message: string;
   /** Absolute. */
   readonly logPath: string;
+  /** The container's process as its spec gives it: what an exec inherits (user, env, cwd). */
+  readonly process?: OciProcess;
 }
 
 export class RecordStore {

@@ -25,6 +25,8 @@ export interface SpecRequest {
   /** The pod's runtime handler name. */
   readonly handler: string;
   readonly mounts: readonly ResolvedMount[];
+  /** The pod's namespaces to join, for host namespace pods. */
+  readonly podNamespaces?: { readonly network?: string; readonly ipc?: string; readonly uts?: string };
   /** The image's unpacked layers on the host, lowest first (for its /etc/passwd and /etc/group). */
   readonly layerDirs: readonly string[];
 }

@@ -22,6 +22,7 @@ export function specBuilder(kindOf: (handler: string) => "vm" | "host"): Contain
       handler: kindOf(request.handler),
       rootPath: "rootfs",
       mounts: request.mounts,
+      ...(request.podNamespaces ? { podNamespaces: request.podNamespaces } : {}),
       ...(passwd === undefined ? {} : { passwd }),
       ...(group === undefined ? {} : { group }),
     });
