@@ -45,7 +45,6 @@ export class ResizeQueue implements AsyncIterable<TerminalSize> {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    this.queued.length = 0;
     const wake = this.waiter;
     this.waiter = undefined;
     wake?.({ value: undefined, done: true });
@@ -71,6 +70,7 @@ export class ResizeQueue implements AsyncIterable<TerminalSize> {
       },
       return: () => {
         this.end();
+        this.queued.length = 0;
         return Promise.resolve({ value: undefined, done: true });
       },
     };

@@ -71,6 +71,8 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
   private lastPeerStreamId = 0;
   private headerTail: Promise<void> = Promise.resolve();
   private pumping = false;
+  /** Frames left unparsed while a stream was congested. */
+  private heldFrames = false;
   private goneAway = false;
   private closedFlag = false;
   private drainWaiters: (() => void)[] = [];
@@ -218,7 +220,8 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
 
   private async drainFrames(): Promise<void> {
     try {
-      for (let frame = this.parser.next(); frame && !this.closedFlag; frame = this.parser.next()) {
+      // A stream that got more than its window holds everything behind it, as TCP would.
+      for (let frame = this.nextFrame(); frame && !this.closedFlag; frame = this.nextFrame()) {
         const pending = this.handle(frame);
         if (pending) {
           this.updateReading();
@@ -228,6 +231,12 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     } catch (err) {
       this.protocolFailure(err);
     }
+  }
+
+  private nextFrame(): Frame | undefined {
+    if (this.congested.size === 0) return this.parser.next();
+    this.heldFrames = this.parser.pending > 0;
+    return undefined;
   }
 
   /** Handles one frame; returns a promise only when it had to decompress headers. */
@@ -365,6 +374,10 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     const hold = this.congested.size > 0 || (this.pumping && this.parser.pending > MAX_PENDING_INPUT);
     if (hold && !this.socket.isPaused()) this.socket.pause();
     else if (!hold && this.socket.isPaused()) this.socket.resume();
+    if (this.congested.size === 0 && this.heldFrames && !this.pumping) {
+      this.heldFrames = false;
+      this.pump();
+    }
   }
 
   private protocolFailure(err: unknown): void {

@@ -54,9 +54,12 @@ export class SpdyStream extends Duplex {
     return this.headers.get(name.toLowerCase())?.[0] ?? "";
   }
 
-  /** Buffered input at or above the window: the session stops reading its socket. */
+  /**
+   * More input buffered than the window allows: only a peer ignoring windows
+   * gets here, and the session stops reading until the reader catches up.
+   */
   get congested(): boolean {
-    return !this.remoteClosed && this.readableLength >= this.readableHighWaterMark;
+    return !this.remoteClosed && this.readableLength > this.readableHighWaterMark;
   }
 
   /** Data from the peer. Returns false when the peer sent more than its window allowed. */
@@ -109,6 +112,14 @@ export class SpdyStream extends Duplex {
     for (const wake of waiters) wake();
   }
 
+  /** Every read (paused, flowing, piped or iterated) may free window for the peer. */
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    this.giveBackWindow();
+    if (chunk !== null) this.host.congestionChanged(this);
+    return chunk;
+  }
+
   override _read(): void {
     this.giveBackWindow();
     this.host.congestionChanged(this);
@@ -127,7 +138,17 @@ export class SpdyStream extends Duplex {
     }, callback);
   }
 
+  /**
+   * Destroyed by its user: after the peer finished sending and without an
+   * error, this half closes with FIN (a reader that stops at the end, such
+   * as an async iteration); otherwise the stream is reset.
+   */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.finished && !this.reset && !error && this.remoteClosed && !this.localClosed) {
+      this.host.sendData(this, Buffer.alloc(0), true).catch(() => undefined);
+      this.localClosed = true;
+      this.maybeDone();
+    }
     if (!this.finished) {
       if (!this.reset) this.host.sendReset(this, 5 /* CANCEL */);
       this.reset = true;
