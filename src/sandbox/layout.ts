@@ -24,8 +24,12 @@ export interface SandboxPaths {
   readonly sharedDir: string;
 }
 
+/**
+ * A pod's directory is named by the first 32 characters of its id: the VM's
+ * sockets live below it, and a unix socket's path has room for 107 bytes.
+ */
 export function sandboxPaths(stateRoot: string, id: string): SandboxPaths {
-  const root = join(stateRoot, "sandboxes", id);
+  const root = join(stateRoot, "sandboxes", id.slice(0, 32));
   return { root, vmDir: join(root, "vm"), sharedDir: join(root, "shared") };
 }
 

@@ -20,7 +20,8 @@ export function specBuilder(kindOf: (handler: string) => "vm" | "host"): Contain
       image: request.image.config,
       imageName: request.container.image,
       handler: kindOf(request.handler),
-      rootPath: "rootfs",
+      // Each sandbox sets the root where its runtime finds it.
+      rootPath: "/rootfs",
       mounts: request.mounts,
       ...(request.podNamespaces ? { podNamespaces: request.podNamespaces } : {}),
       ...(passwd === undefined ? {} : { passwd }),

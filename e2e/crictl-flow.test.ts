@@ -1,0 +1,229 @@
+/**
+ * The flows crictl and kubelet drive, over the real CRI socket of a running
+ * `vmpod serve`: version and status, pull, a pod in a VM with two
+ * containers, logs, exec (sync, and streamed with a terminal), port-forward
+ * into the VM, stop and removal; a runc pod beside it; handler routing; bad
+ * requests with their codes; the daemon's kill -9 and restart; nothing
+ * left at the end.
+ */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { assertNothingLeft } from "../test/helpers/leaks.js";
+import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
+import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
+import { connectSpdy, forwardOnce, runSpdyCommand } from "../test/helpers/streaming/spdy-client.js";
+import { runWsCommand } from "../test/helpers/streaming/ws-client.js";
+import { startDaemon, type Daemon } from "./daemon.js";
+
+function podConfig(name: string, logDir: string, annotations: Record<string, string> = {}) {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: "e2e", attempt: 0 },
+    hostname: name,
+    logDirectory: join(logDir, name),
+    labels: { test: "e2e" },
+    annotations,
+    // As kubelet sends it for a pod without shareProcessNamespace: each container its own pid namespace.
+    linux: { securityContext: { namespaceOptions: { pid: 1 /* CONTAINER */ } } },
+  };
+}
+
+function containerConfig(name: string, image: string, command: string[], extra: Record<string, unknown> = {}) {
+  return { metadata: { name, attempt: 0 }, image: { image }, command, logPath: `${name}.log`, linux: { securityContext: { namespaceOptions: { pid: 1 /* CONTAINER */ } } }, ...extra };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function code(c: number) {
+  return (e: unknown) => (e as { code?: number }).code === c;
+}
+
+describe("CRI end to end (a real daemon, real VMs)", function () {
+  this.timeout(900_000);
+  let registry: RunningRegistry;
+  let image: PushedImage;
+  let daemon: Daemon;
+
+  before(async () => {
+    registry = await startRegistry();
+    image = await pushBusybox(registry, { repository: "e2e/busybox", tag: "1" });
+    daemon = await startDaemon();
+  });
+  after(async () => {
+    const root = daemon?.root;
+    await daemon?.dispose();
+    await registry?.stop();
+    if (root) await assertNothingLeft(root);
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === "failed") process.stderr.write(`daemon output:\n${daemon.output().slice(-6000)}\n`);
+  });
+
+  it("answers version and status", async () => {
+    const v = await daemon.client.runtime.version({ version: "v1" });
+    assert.equal(v.runtimeName, "vmpod");
+    assert.equal(v.runtimeApiVersion, "v1");
+    const s = await daemon.client.runtime.status({ verbose: false });
+    const ready = s.status?.conditions.find((c) => c.type === "RuntimeReady");
+    assert.equal(ready?.status, true);
+  });
+
+  it("pulls an image and lists it", async () => {
+    const pulled = await daemon.client.images.pullImage({ image: { image: image.reference } });
+    assert.equal(pulled.imageRef, image.configDigest);
+    const list = await daemon.client.images.listImages({});
+    assert.ok(list.images.some((i) => i.id === image.configDigest && i.repoTags.includes(`${image.host}/e2e/busybox:1`)));
+    const st = await daemon.client.images.imageStatus({ image: { image: image.reference }, verbose: true });
+    assert.equal(st.image?.id, image.configDigest);
+    const fs = await daemon.client.images.imageFsInfo({});
+    assert.ok((fs.imageFilesystems[0]?.usedBytes?.value ?? 0n) > 0n);
+  });
+
+  it("runs a pod in a VM with two containers: logs, exec, terminal, port-forward, stop and removal", async () => {
+    const rt = daemon.client.runtime;
+    const config = podConfig("vm-pod", daemon.logDir);
+    const { podSandboxId: pod } = await rt.runPodSandbox({ config });
+    assert.equal((await rt.runPodSandbox({ config })).podSandboxId, pod, "the same pod asked again");
+    const ps = await rt.podSandboxStatus({ podSandboxId: pod, verbose: true });
+    assert.equal(ps.status?.state, 0 /* SANDBOX_READY */);
+    assert.equal(ps.status?.metadata?.name, "vm-pod");
+
+    const { containerId: c1 } = await rt.createContainer({ podSandboxId: pod, config: containerConfig("talker", image.reference, ["sh", "-c", "echo hello from the vm; echo oops >&2; sleep 100000"]), sandboxConfig: config });
+    const { containerId: web } = await rt.createContainer({
+      podSandboxId: pod,
+      config: containerConfig("web", image.reference, ["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"]),
+      sandboxConfig: config,
+    });
+    await rt.startContainer({ containerId: c1 });
+    await rt.startContainer({ containerId: web });
+    const cs = await rt.containerStatus({ containerId: c1 });
+    assert.equal(cs.status?.state, 1 /* CONTAINER_RUNNING */);
+    const logPath = cs.status?.logPath ?? "";
+    const log = await until("the container's log", async () => {
+      const text = await readFile(logPath, "utf8").catch(() => "");
+      return text.includes("stderr") && text.includes("stdout") ? text : undefined;
+    });
+    assert.match(log, /^\S+ stdout F hello from the vm$/m);
+    assert.match(log, /^\S+ stderr F oops$/m);
+
+    const sync = await rt.execSync({ containerId: c1, cmd: ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout: 30n });
+    assert.equal(Buffer.from(sync.stdout).toString(), "out\n");
+    assert.equal(Buffer.from(sync.stderr).toString(), "err\n");
+    assert.equal(sync.exitCode, 3);
+
+    const { url: ttyUrl } = await rt.exec({ containerId: c1, cmd: ["sh", "-c", "stty size; echo tty-ok"], tty: true, stdout: true });
+    const tty = await runSpdyCommand(ttyUrl, { tty: true, stdout: true, resizes: [{ Width: 101, Height: 33 }] });
+    assert.match(tty.stdout, /tty-ok/);
+    assert.match(tty.error, /Success/);
+
+    const { url: wsUrl } = await rt.exec({ containerId: c1, cmd: ["sh", "-c", "cat; exit 4"], stdin: true, stdout: true, stderr: true });
+    const ws = await runWsCommand(wsUrl, { stdin: "through websocket\n" });
+    assert.equal(ws.channels.get(1), "through websocket\n");
+    assert.match(ws.channels.get(3) ?? "", /NonZeroExitCode|exit code/);
+
+    const { url: pfUrl } = await rt.portForward({ podSandboxId: pod, port: [8080] });
+    const conn = await connectSpdy(pfUrl, ["portforward.k8s.io"]);
+    try {
+      const answer = await forwardOnce(conn.session, "1", 8080, "GET /passwd HTTP/1.0\r\n\r\n");
+      assert.match(answer.data, /^HTTP\/1\.[01] 200/);
+      assert.match(answer.data, /root:x:0:0/);
+    } finally {
+      conn.session.destroy();
+    }
+
+    const list = await rt.listContainers({ filter: { podSandboxId: pod } });
+    assert.equal(list.containers.length, 2);
+    await rt.stopContainer({ containerId: c1, timeout: 2n });
+    const stopped = await rt.containerStatus({ containerId: c1 });
+    assert.equal(stopped.status?.state, 2 /* CONTAINER_EXITED */);
+    assert.notEqual(stopped.status?.exitCode, undefined);
+    await rt.removeContainer({ containerId: c1 });
+    await rt.removeContainer({ containerId: c1 });
+    await rt.stopPodSandbox({ podSandboxId: pod });
+    await rt.stopPodSandbox({ podSandboxId: pod });
+    await rt.removePodSandbox({ podSandboxId: pod });
+    await rt.removePodSandbox({ podSandboxId: pod });
+    await assert.rejects(rt.podSandboxStatus({ podSandboxId: pod }), code(grpcStatus.NOT_FOUND));
+    await assertNothingLeft(join(daemon.root, "state", "sandboxes"));
+  });
+
+  it("routes handlers: runc runs a namespace pod; untrusted pods refuse a non-VM handler; unknown handlers are refused", async () => {
+    const rt = daemon.client.runtime;
+    await assert.rejects(rt.runPodSandbox({ config: podConfig("nope", daemon.logDir), runtimeHandler: "kata" }), code(grpcStatus.INVALID_ARGUMENT));
+    await assert.rejects(
+      rt.runPodSandbox({ config: podConfig("untrusted", daemon.logDir, { "io.kubernetes.cri.untrusted-workload": "true" }), runtimeHandler: "runc" }),
+      code(grpcStatus.INVALID_ARGUMENT),
+    );
+    const config = podConfig("host-pod", daemon.logDir);
+    const { podSandboxId: pod } = await rt.runPodSandbox({ config, runtimeHandler: "runc" });
+    const ps = await rt.podSandboxStatus({ podSandboxId: pod });
+    assert.equal(ps.status?.runtimeHandler, "runc");
+    const { containerId } = await rt.createContainer({ podSandboxId: pod, config: containerConfig("echo", image.reference, ["sh", "-c", "echo from runc; exit 7"]), sandboxConfig: config });
+    await rt.startContainer({ containerId });
+    const exited = await until("the runc container's exit", async () => {
+      const s = await rt.containerStatus({ containerId });
+      return s.status?.state === 2 ? s.status : undefined;
+    });
+    assert.equal(exited.exitCode, 7);
+    assert.equal(exited.reason, "Error");
+    assert.match(await readFile(exited.logPath, "utf8"), /stdout F from runc/);
+    await rt.stopPodSandbox({ podSandboxId: pod });
+    await rt.removePodSandbox({ podSandboxId: pod });
+  });
+
+  it("refuses bad requests with the right codes", async () => {
+    const rt = daemon.client.runtime;
+    await assert.rejects(rt.runPodSandbox({ config: { hostname: "x" } }), code(grpcStatus.INVALID_ARGUMENT));
+    await assert.rejects(rt.podSandboxStatus({ podSandboxId: "0".repeat(64) }), code(grpcStatus.NOT_FOUND));
+    await assert.rejects(rt.containerStatus({ containerId: "missing" }), code(grpcStatus.NOT_FOUND));
+    await rt.stopPodSandbox({ podSandboxId: "unknown" });
+    await rt.removeContainer({ containerId: "unknown" });
+    await assert.rejects(rt.checkpointContainer({ containerId: "x" }), code(grpcStatus.UNIMPLEMENTED));
+    const config = podConfig("bad-logs", daemon.logDir);
+    const { podSandboxId: pod } = await rt.runPodSandbox({ config, runtimeHandler: "runc" });
+    await assert.rejects(
+      rt.createContainer({ podSandboxId: pod, config: containerConfig("escape", image.reference, ["true"], { logPath: "../../escape.log" }), sandboxConfig: config }),
+      code(grpcStatus.INVALID_ARGUMENT),
+    );
+    await assert.rejects(
+      rt.createContainer({ podSandboxId: pod, config: containerConfig("noimage", "example.invalid/none:1", ["true"]), sandboxConfig: config }),
+      code(grpcStatus.NOT_FOUND),
+    );
+    await rt.stopPodSandbox({ podSandboxId: pod });
+    await rt.removePodSandbox({ podSandboxId: pod });
+  });
+
+  it("survives kill -9: pods are listed again, a runc container still runs, a VM pod whose VM is lost is NOTREADY", async () => {
+    const rt = () => daemon.client.runtime;
+    const hostConfig = podConfig("survivor", daemon.logDir);
+    const { podSandboxId: hostPod } = await rt().runPodSandbox({ config: hostConfig, runtimeHandler: "runc" });
+    const { containerId } = await rt().createContainer({ podSandboxId: hostPod, config: containerConfig("ticker", image.reference, ["sh", "-c", "while true; do echo tick; sleep 1; done"]), sandboxConfig: hostConfig });
+    await rt().startContainer({ containerId });
+    const vmConfig = podConfig("vm-survivor", daemon.logDir);
+    const { podSandboxId: vmPod } = await rt().runPodSandbox({ config: vmConfig });
+    await daemon.kill9();
+    await daemon.restart();
+    const pods = await rt().listPodSandbox({});
+    const again = pods.items.find((p) => p.id === hostPod);
+    assert.equal(again?.state, 0 /* READY */);
+    // Reattaching to a VM that outlived the daemon is not built yet: the pod is reported NOTREADY and its VM is gone.
+    assert.equal(pods.items.find((p) => p.id === vmPod)?.state, 1 /* NOTREADY */);
+    await assertNothingLeft(join(daemon.root, "state", "sandboxes"));
+    await rt().removePodSandbox({ podSandboxId: vmPod });
+    const st = await rt().containerStatus({ containerId });
+    assert.equal(st.status?.state, 1 /* RUNNING */);
+    const out = await rt().execSync({ containerId, cmd: ["echo", "still here"], timeout: 30n });
+    assert.equal(Buffer.from(out.stdout).toString(), "still here\n");
+    await rt().stopPodSandbox({ podSandboxId: hostPod });
+    await rt().removePodSandbox({ podSandboxId: hostPod });
+  });
+});

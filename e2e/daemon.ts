@@ -1,0 +1,95 @@
+/**
+ * A vmpod daemon for end-to-end tests: `vmpod serve` as a child process with
+ * its own configuration (state, images, socket, logs under one temporary
+ * directory), a CRI client on its socket, and its kill, restart and
+ * teardown. Teardown removes every pod through CRI, stops the daemon and
+ * checks nothing is left.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createCriClient, type CriClient } from "../src/cri/client.js";
+import { findRepoRoot } from "../src/common/fs.js";
+import { unmountTree } from "../src/common/mount.js";
+import { killProcessesMentioning } from "../src/common/processes.js";
+
+export interface Daemon {
+  readonly root: string;
+  readonly socket: string;
+  readonly logDir: string;
+  client: CriClient;
+  /** What the daemon printed, for failures. */
+  output(): string;
+  /** kill -9 of the daemon alone (its pods stay). */
+  kill9(): Promise<void>;
+  /** Starts the daemon again on the same state. */
+  restart(): Promise<void>;
+  /** Removes every pod through CRI, stops the daemon, kills what is left, removes the directory. */
+  dispose(): Promise<void>;
+}
+
+export async function startDaemon(extraToml = ""): Promise<Daemon> {
+  const root = await mkdtemp(join(tmpdir(), "vmpod-e2e-"));
+  const socket = join(root, "vmpod.sock");
+  const logDir = join(root, "logs");
+  await mkdir(logDir);
+  const config = join(root, "configuration.toml");
+  await writeFile(
+    config,
+    `[runtime]\nstate_root = "${join(root, "state")}"\n[image]\nroot = "${join(root, "images")}"\n[cri]\nsocket = "${socket}"\n${extraToml}\n`,
+  );
+  const repo = await findRepoRoot(import.meta.dirname);
+  let child: ChildProcess | undefined;
+  let output = "";
+  const launch = async () => {
+    child = spawn(process.execPath, ["--import", "tsx", join(repo, "src/main.ts"), "serve", "--config", config], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+    const client = createCriClient(socket);
+    try {
+      await client.waitForReady(60_000);
+    } catch (err) {
+      client.close();
+      throw new Error(`the daemon did not come up: ${String(err)}\n${output}`);
+    }
+    return client;
+  };
+  const stopChild = async (signal: NodeJS.Signals) => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill(signal);
+    await exited;
+  };
+  const daemon: Daemon = {
+    root,
+    socket,
+    logDir,
+    client: await launch(),
+    output: () => output,
+    async kill9() {
+      daemon.client.close();
+      await stopChild("SIGKILL");
+    },
+    async restart() {
+      daemon.client = await launch();
+    },
+    async dispose() {
+      try {
+        const pods = await daemon.client.runtime.listPodSandbox({});
+        for (const p of pods.items) {
+          await daemon.client.runtime.stopPodSandbox({ podSandboxId: p.id });
+          await daemon.client.runtime.removePodSandbox({ podSandboxId: p.id });
+        }
+      } finally {
+        daemon.client.close();
+        await stopChild("SIGTERM");
+        await killProcessesMentioning(root);
+        await unmountTree(root);
+        await rm(root, { recursive: true, force: true });
+      }
+    },
+  };
+  return daemon;
+}
