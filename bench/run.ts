@@ -6,6 +6,8 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   "vm-start": () => import("./vm-start.js"),
   "image-pull": () => import("./image-pull.js"),
   "rootfs-io": () => import("./rootfs-io.js"),
+  "pod-start": () => import("./pod-start.js"),
+  "cri-latency": () => import("./cri-latency.js"),
 };
 
 async function main(): Promise<void> {

@@ -69,7 +69,8 @@ export class FakeRuntime implements Runtime {
   async runPod(config: PodConfig, handler: string, options?: CallOptions): Promise<string> {
     this.record("runPod", config, handler, options);
     const id = `pod${this.nextId++}`;
-    this.pods.set(id, { id, config, handler, state: "ready", createdAt: this.tick(), ip: "10.88.0.2", additionalIps: ["fd00::2"], info: { pid: 42, accel: "tcg" } });
+    // As the real runtime does: an empty name is its default handler.
+    this.pods.set(id, { id, config, handler: handler || (this.handlers[0] ?? ""), state: "ready", createdAt: this.tick(), ip: "10.88.0.2", additionalIps: ["fd00::2"], info: { pid: 42, accel: "tcg" } });
     return id;
   }
   async stopPod(id: string): Promise<void> {

@@ -84,9 +84,9 @@ describe("cri handlers", () => {
     assert.deepEqual(await rt.version(req({ version: "0.1.0" }), context()), { version: "0.1.0", runtimeName: "vmpod", runtimeVersion: "1.2.3", runtimeApiVersion: "v1" });
   });
 
-  it("RunPodSandbox picks the default handler for an empty name and refuses unknown ones before the runtime", async () => {
+  it("RunPodSandbox leaves an empty handler to the runtime (default, or the VM for untrusted pods) and refuses unknown ones before it", async () => {
     await runPod();
-    assert.equal(runtime.calls.find((c) => c.method === "runPod")?.args[1], "vmpod");
+    assert.equal(runtime.calls.find((c) => c.method === "runPod")?.args[1], "");
     await runPod(podConfig(), "runc");
     assert.equal(runtime.calls.filter((c) => c.method === "runPod")[1]?.args[1], "runc");
     const before = runtime.calls.length;
