@@ -199,7 +199,7 @@ export class StreamingServer implements StreamingUrls {
 
   private track(socket: Duplex, task: Promise<void>, log: Logger): void {
     if (this.closing) socket.destroy();
-    if ("setTimeout" in socket && typeof socket.setTimeout === "function") {
+    if (this.idleTimeoutMs > 0 && "setTimeout" in socket && typeof socket.setTimeout === "function") {
       (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(this.idleTimeoutMs, () => {
         log.info("streaming connection idle, dropping it");
         socket.destroy();

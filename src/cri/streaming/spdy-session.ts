@@ -71,6 +71,9 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
   private lastPeerStreamId = 0;
   private headerTail: Promise<void> = Promise.resolve();
   private pumping = false;
+  private closeRequested = false;
+  /** The socket closed; buffered frames are being handled before the session ends. */
+  private socketGone = false;
   /** Frames left unparsed while a stream was congested. */
   private heldFrames = false;
   private goneAway = false;
@@ -135,14 +138,17 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     this.write(encodeFrame({ kind: "settings", flags: 0, settings: settings.map((s) => ({ ...s, flags: 0 })) }));
   }
 
-  /** Says GOAWAY and closes the socket once what was written is flushed. */
+  /** Says GOAWAY and closes the socket once what was queued is written and flushed. */
   close(): void {
-    if (this.closedFlag) return;
-    if (!this.goneAway) {
-      this.goneAway = true;
-      this.write(encodeFrame({ kind: "goaway", lastGoodStreamId: this.lastPeerStreamId, status: GoAwayStatus.Ok }));
-    }
-    this.endSocket();
+    if (this.closedFlag || this.closeRequested) return;
+    this.closeRequested = true;
+    void this.headerTail.then(() => {
+      if (!this.goneAway) {
+        this.goneAway = true;
+        this.write(encodeFrame({ kind: "goaway", lastGoodStreamId: this.lastPeerStreamId, status: GoAwayStatus.Ok }));
+      }
+      this.endSocket();
+    });
   }
 
   /** Drops the connection at once. */
@@ -214,7 +220,8 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     this.pumping = true;
     void this.drainFrames().finally(() => {
       this.pumping = false;
-      this.updateReading();
+      if (this.socketGone) this.finish();
+      else this.updateReading();
     });
   }
 
@@ -234,7 +241,7 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
   }
 
   private nextFrame(): Frame | undefined {
-    if (this.congested.size === 0) return this.parser.next();
+    if (this.congested.size === 0 || this.socketGone) return this.parser.next();
     this.heldFrames = this.parser.pending > 0;
     return undefined;
   }
@@ -319,11 +326,14 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     const stream = this.newStream(id, headers);
     if (flags & FLAG_UNIDIRECTIONAL) stream.localClosed = true;
     if (flags & FLAG_FIN) stream.receiveFin();
-    this.sendHeaders(async () => {
-      const reply = await this.compressor.compress(new Map());
-      return encodeFrame({ kind: "syn_reply", streamId: id, flags: 0, headerBlock: reply });
-    });
-    this.emit("stream", stream);
+    // The stream is handed out once its reply is on the wire, so no data can precede it.
+    this.sendHeaders(
+      async () => {
+        const reply = await this.compressor.compress(new Map());
+        return encodeFrame({ kind: "syn_reply", streamId: id, flags: 0, headerBlock: reply });
+      },
+      () => this.emit("stream", stream),
+    );
   }
 
   private onSynReply(id: number, flags: number): void {
@@ -343,10 +353,11 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
   }
 
   /** Queues a frame whose header block must be compressed, keeping compression order on the wire. */
-  private sendHeaders(build: () => Promise<Buffer>): void {
+  private sendHeaders(build: () => Promise<Buffer>, then?: () => void): void {
     this.headerTail = this.headerTail.then(async () => {
       try {
         this.write(await build());
+        if (!this.closedFlag) then?.();
       } catch (err) {
         if (!this.closedFlag) this.protocolFailure(err);
       }
@@ -407,7 +418,16 @@ export class SpdySession extends EventEmitter<SessionEvents> implements StreamHo
     for (const wake of waiters) wake();
   }
 
+  /** The socket closed: frames already received are still handled, then the session ends. */
   private onSocketClose(): void {
+    if (this.closedFlag || this.socketGone) return;
+    this.socketGone = true;
+    if (this.pumping) return;
+    if (this.parser.pending > 0) this.pump();
+    else this.finish();
+  }
+
+  private finish(): void {
     if (this.closedFlag) return;
     this.closedFlag = true;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);

@@ -5,8 +5,8 @@
  * Everything else is unimplemented: the streaming server must not call it.
  */
 import net from "node:net";
-import type { Duplex, Writable } from "node:stream";
 import { once } from "node:events";
+import type { Duplex, Writable } from "node:stream";
 import { VmpodError } from "../../../src/common/errors.js";
 import type { ClientStreams, Runtime, TerminalSize } from "../../../src/sandbox/runtime.js";
 
@@ -23,7 +23,16 @@ function unimplemented(): never {
 
 async function write(out: Writable | undefined, data: string | Buffer): Promise<void> {
   if (!out || out.destroyed) return;
-  if (!out.write(data)) await Promise.race([once(out, "drain"), once(out, "close")]);
+  if (out.write(data)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      out.off("drain", done);
+      out.off("close", done);
+      resolve();
+    };
+    out.on("drain", done);
+    out.on("close", done);
+  });
 }
 
 async function copy(from: ClientStreams["stdin"], to: Writable | undefined): Promise<void> {

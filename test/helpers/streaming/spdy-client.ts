@@ -61,8 +61,8 @@ export interface CommandOptions {
   readonly stderr?: boolean;
   readonly resizes?: readonly { Width: number; Height: number }[];
   readonly flowControl?: boolean;
-  /** Read stdout slowly: pause this long between chunks. */
-  readonly slowReadMs?: number;
+  /** Do not read stdout before this resolves. */
+  readonly holdReading?: Promise<unknown>;
 }
 
 export interface CommandResult {
@@ -73,13 +73,14 @@ export interface CommandResult {
   readonly stdoutBytes: number;
 }
 
-async function collect(stream: SpdyStream | undefined, slowMs = 0): Promise<Buffer> {
+async function collect(stream: SpdyStream | undefined, hold?: Promise<unknown>): Promise<Buffer> {
   if (!stream) return Buffer.alloc(0);
-  const parts: Buffer[] = [];
-  for await (const chunk of stream) {
-    parts.push(chunk as Buffer);
-    if (slowMs > 0) await new Promise((r) => setTimeout(r, slowMs));
+  if (hold) {
+    stream.pause();
+    await hold;
   }
+  const parts: Buffer[] = [];
+  for await (const chunk of stream) parts.push(chunk as Buffer);
   return Buffer.concat(parts);
 }
 
@@ -97,7 +98,9 @@ export async function runSpdyCommand(url: string, options: CommandOptions = {}):
   const stderr = options.stderr !== false && !options.tty ? await open("stderr") : undefined;
   stderr?.end();
   const resize = options.tty && conn.protocol !== "v2.channel.k8s.io" && conn.protocol !== "channel.k8s.io" ? await open("resize") : undefined;
-  const results = Promise.all([collect(stdout, options.slowReadMs), collect(stderr), collect(error)]);
+  const results = Promise.all([collect(stdout, options.holdReading), collect(stderr), collect(error)]);
+  // Awaited below; a failure meanwhile is not unhandled.
+  results.catch(() => undefined);
   for (const size of options.resizes ?? []) resize?.write(JSON.stringify(size));
   if (stdin) {
     stdin.write(options.stdin!);

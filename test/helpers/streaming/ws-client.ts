@@ -31,8 +31,10 @@ function decode(protocol: string, message: Buffer): { channel: number; data: Buf
   return { channel: message[0]!, data: message.subarray(1) };
 }
 
-export async function openWs(url: string, protocols: readonly string[]): Promise<WebSocket> {
+/** Opens a WebSocket; `onMessage` is in place before the first message can arrive. */
+export async function openWs(url: string, protocols: readonly string[], onMessage: (ws: WebSocket, data: Buffer) => void): Promise<WebSocket> {
   const ws = new WebSocket(url.replace(/^http/, "ws"), [...protocols]);
+  ws.on("message", (data: Buffer) => onMessage(ws, data));
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
     ws.once("error", reject);
@@ -43,13 +45,12 @@ export async function openWs(url: string, protocols: readonly string[]): Promise
 
 /** Runs an exec or attach URL over WebSocket and gathers every channel until the server closes. */
 export async function runWsCommand(url: string, options: WsCommandOptions = {}): Promise<WsResult> {
-  const ws = await openWs(url, options.protocols ?? ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
-  const protocol = ws.protocol;
   const channels = new Map<number, string>();
-  ws.on("message", (raw: Buffer) => {
-    const { channel, data } = decode(protocol, raw);
+  const ws = await openWs(url, options.protocols ?? ["v5.channel.k8s.io", "v4.channel.k8s.io"], (socket, raw) => {
+    const { channel, data } = decode(socket.protocol, raw);
     channels.set(channel, (channels.get(channel) ?? "") + data.toString("utf8"));
   });
+  const protocol = ws.protocol;
   const closed = once(ws, "close") as Promise<[number, Buffer]>;
   for (const size of options.resizes ?? []) ws.send(encode(protocol, 4, Buffer.from(JSON.stringify(size))));
   if (options.stdin !== undefined) {
@@ -68,25 +69,19 @@ export async function runWsCommand(url: string, options: WsCommandOptions = {}):
  */
 export async function wsForward(url: string, ports: readonly number[], data: string, protocol = "v4.channel.k8s.io"): Promise<{ data: Buffer[]; errors: Buffer[] }> {
   const query = ports.map((p) => `port=${p}`).join("&");
-  const ws = await openWs(`${url}?${query}`, [protocol]);
   const data_: Buffer[] = ports.map(() => Buffer.alloc(0));
   const errors: Buffer[] = ports.map(() => Buffer.alloc(0));
-  ws.on("message", (raw: Buffer) => {
-    const { channel, data: payload } = decode(ws.protocol, raw);
+  const settled = () => ports.every((_p, i) => data_[i]!.length >= 2 + data.length || errors[i]!.length > 2);
+  let wake: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (wake = resolve));
+  const ws = await openWs(`${url}?${query}`, [protocol], (socket, raw) => {
+    const { channel, data: payload } = decode(socket.protocol, raw);
     const i = channel >> 1;
     if (channel % 2 === 0) data_[i] = Buffer.concat([data_[i]!, payload]);
     else errors[i] = Buffer.concat([errors[i]!, payload]);
+    if (settled()) wake();
   });
   const closed = once(ws, "close");
-  const settled = () => ports.every((_p, i) => data_[i]!.length >= 2 + data.length || errors[i]!.length > 2);
-  const done = new Promise<void>((resolve) => {
-    const check = () => {
-      if (!settled()) return;
-      ws.off("message", check);
-      resolve();
-    };
-    ws.on("message", check);
-  });
   ports.forEach((_p, i) => ws.send(encode(ws.protocol, 2 * i, Buffer.from(data))));
   await Promise.race([done, closed]);
   ws.close();
