@@ -5,8 +5,16 @@
  */
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { once } from "node:events";
 import { silentLogger } from "../../../src/common/log.js";
 import { StreamingServer } from "../../../src/cri/streaming/server.js";
+import { startFakeCri } from "../../helpers/streaming/fake-cri.js";
 import { FakeRuntime, startEchoServer } from "../../helpers/streaming/fake-runtime.js";
 import { UpgradeRefused, connectSpdy, forwardOnce, runSpdyCommand } from "../../helpers/streaming/spdy-client.js";
 import { runWsCommand, wsForward } from "../../helpers/streaming/ws-client.js";
@@ -36,10 +44,10 @@ describe("streaming server (real clients on loopback)", function () {
   let runtime: FakeRuntime;
   let server: StreamingServer;
   let echo: Awaited<ReturnType<typeof startEchoServer>>;
-  let before: Map<string, number>;
+  let baseline: Map<string, number>;
 
   beforeEach(async () => {
-    before = resources();
+    baseline = resources();
     runtime = new FakeRuntime();
     echo = await startEchoServer();
     runtime.portMap.set(8080, echo.port);
@@ -57,8 +65,8 @@ describe("streaming server (real clients on loopback)", function () {
     await waitFor(() => {
       const now = resources();
       // (Timers are not compared: mocha's own test timer shows up as one.)
-      return ["TCPSocketWrap", "TCPServerWrap"].every((k) => (now.get(k) ?? 0) <= (before.get(k) ?? 0));
-    }, () => `sockets and servers to be released: ${JSON.stringify([...resources()])}, before: ${JSON.stringify([...before])}`);
+      return ["TCPSocketWrap", "TCPServerWrap"].every((k) => (now.get(k) ?? 0) <= (baseline.get(k) ?? 0));
+    }, () => `sockets and servers to be released: ${JSON.stringify([...resources()])}, before: ${JSON.stringify([...baseline])}`);
   });
 
   describe("SPDY/3.1", () => {
@@ -268,4 +276,98 @@ describe("streaming server (real clients on loopback)", function () {
       assert.match(failing.errors[0]!.subarray(2).toString(), /error forwarding port 7000 to pod p1/);
     });
   });
+
+  /**
+   * The real peer: crictl v1.29 (Kubernetes' client library, SPDY) built from
+   * cri-tools outside the repository; CRICTL names the binary.
+   */
+  describe("crictl", () => {
+    const crictl = process.env.CRICTL ?? "/work/tools/crictl/bin/crictl";
+    let dir: string;
+    let cri: { close(): Promise<void> };
+
+    before(function () {
+      if (!existsSync(crictl)) {
+        console.log(`    (skipped: no crictl at ${crictl}; build cri-tools v1.29.0 and set CRICTL)`);
+        this.skip();
+      }
+    });
+
+    beforeEach(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), "vmpod-streaming-"));
+      cri = await startFakeCri(path.join(dir, "cri.sock"), server);
+    });
+
+    afterEach(async () => {
+      await cri.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    function run(args: string[], stdin = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+      const child = spawn(crictl, ["--runtime-endpoint", `unix://${path.join(dir, "cri.sock")}`, "--timeout", "10s", ...args], { stdio: "pipe" });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+      child.stdin.end(stdin);
+      return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+    }
+
+    it("runs exec: output on both streams and a zero exit", async () => {
+      const result = await run(["exec", "c1", "echo", "from", "crictl"]);
+      assert.equal(result.stdout, "from crictl\n");
+      assert.equal(result.stderr, "to stderr\n");
+      assert.equal(result.code, 0);
+      assert.deepEqual(runtime.execs[0], { id: "c1", command: ["echo", "from", "crictl"], tty: false, streams: ["stderr", "stdout"] });
+    });
+
+    it("pipes stdin through exec -i", async () => {
+      const big = "0123456789abcdef".repeat(64 * 1024);
+      const result = await run(["exec", "-i", "c1", "cat"], big);
+      assert.equal(result.code, 0);
+      assert.equal(result.stdout.length, big.length);
+      assert.equal(result.stdout, big);
+    });
+
+    it("reports the exit code of a failed command", async () => {
+      const result = await run(["exec", "c1", "exit", "3"]);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /exiting/);
+      assert.match(result.stderr, /non-zero exit code.*3|exit code 3/);
+    });
+
+    it("forwards a local port to the pod", async () => {
+      const local = await freePort();
+      const child = spawn(crictl, ["--runtime-endpoint", `unix://${path.join(dir, "cri.sock")}`, "port-forward", "p1", `${local}:8080`], { stdio: "pipe" });
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+      try {
+        await waitFor(() => /Forwarding from/.test(out), () => `crictl to listen: ${out}`, 10_000);
+        for (const text of ["first connection", "second one"]) {
+          const socket = net.connect(local, "127.0.0.1");
+          await once(socket, "connect");
+          let back = "";
+          socket.on("data", (c: Buffer) => (back += c.toString()));
+          socket.write(text);
+          await waitFor(() => back.length >= text.length, () => `the echo through crictl (${back})`);
+          assert.equal(back, text.toUpperCase());
+          socket.end();
+          await once(socket, "close");
+        }
+        assert.deepEqual(runtime.forwards, [{ podId: "p1", port: 8080 }, { podId: "p1", port: 8080 }]);
+      } finally {
+        child.kill("SIGINT");
+        await once(child, "close");
+      }
+    });
+  });
 });
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer().listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  return port;
+}
