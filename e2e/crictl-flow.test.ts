@@ -7,7 +7,7 @@
  * left at the end.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { assertNothingLeft } from "../test/helpers/leaks.js";
@@ -57,6 +57,8 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     registry = await startRegistry();
     image = await pushBusybox(registry, { repository: "e2e/busybox", tag: "1" });
     daemon = await startDaemon();
+    // Every test may run alone (mocha -g): the image is there for each.
+    await daemon.client.images.pullImage({ image: { image: image.reference } });
   });
   after(async () => {
     const root = daemon?.root;
@@ -88,16 +90,38 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     assert.ok((fs.imageFilesystems[0]?.usedBytes?.value ?? 0n) > 0n);
   });
 
-  it("runs a pod in a VM with two containers: logs, exec, terminal, port-forward, stop and removal", async () => {
+  it("runs a pod in a VM with two containers: logs, exec, terminal, port-forward, mounts, events, stop and removal", async () => {
     const rt = daemon.client.runtime;
-    const config = podConfig("vm-pod", daemon.logDir);
+    const config = { ...podConfig("vm-pod", daemon.logDir), dnsConfig: { servers: ["10.96.0.10"], searches: ["svc.cluster.local"], options: ["ndots:5"] } };
+    const hostDir = join(daemon.root, "host-data");
+    await mkdir(hostDir);
+    await writeFile(join(hostDir, "greeting"), "from the host\n");
+    const events: string[] = [];
+    const watching = new AbortController();
+    const eventsDone = (async () => {
+      try {
+        for await (const e of rt.getContainerEvents({}, { signal: watching.signal })) events.push(`${e.containerEventType}:${e.containerId}`);
+      } catch {
+        // cancelled at the end
+      }
+    })();
     const { podSandboxId: pod } = await rt.runPodSandbox({ config });
     assert.equal((await rt.runPodSandbox({ config })).podSandboxId, pod, "the same pod asked again");
     const ps = await rt.podSandboxStatus({ podSandboxId: pod, verbose: true });
     assert.equal(ps.status?.state, 0 /* SANDBOX_READY */);
     assert.equal(ps.status?.metadata?.name, "vm-pod");
 
-    const { containerId: c1 } = await rt.createContainer({ podSandboxId: pod, config: containerConfig("talker", image.reference, ["sh", "-c", "echo hello from the vm; echo oops >&2; sleep 100000"]), sandboxConfig: config });
+    await assert.rejects(
+      rt.createContainer({ podSandboxId: pod, config: containerConfig("nomount", image.reference, ["true"], { mounts: [{ containerPath: "/x", hostPath: join(hostDir, "missing") }] }), sandboxConfig: config }),
+      code(grpcStatus.INVALID_ARGUMENT),
+    );
+    const { containerId: c1 } = await rt.createContainer({
+      podSandboxId: pod,
+      config: containerConfig("talker", image.reference, ["sh", "-c", "echo hello from the vm; echo oops >&2; while true; do echo tick; sleep 1; done"], {
+        mounts: [{ containerPath: "/data", hostPath: hostDir, readonly: true }],
+      }),
+      sandboxConfig: config,
+    });
     const { containerId: web } = await rt.createContainer({
       podSandboxId: pod,
       config: containerConfig("web", image.reference, ["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"]),
@@ -114,6 +138,19 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     });
     assert.match(log, /^\S+ stdout F hello from the vm$/m);
     assert.match(log, /^\S+ stderr F oops$/m);
+
+    const files = await rt.execSync({ containerId: c1, cmd: ["sh", "-c", "cat /etc/hostname /etc/resolv.conf /data/greeting; touch /data/nope 2>/dev/null && echo writable"], timeout: 30n });
+    const seen = Buffer.from(files.stdout).toString();
+    assert.match(seen, /^vm-pod$/m);
+    assert.match(seen, /^nameserver 10\.96\.0\.10$/m);
+    assert.match(seen, /^search svc\.cluster\.local$/m);
+    assert.match(seen, /^from the host$/m);
+    assert.doesNotMatch(seen, /writable/, "a read-only mount is read-only");
+
+    // kubelet's rotation: rename the file, then ReopenContainerLog; the output goes on in a new file.
+    await rename(logPath, `${logPath}.1`);
+    await rt.reopenContainerLog({ containerId: c1 });
+    await until("output in the reopened log", async () => ((await readFile(logPath, "utf8").catch(() => "")).includes("stdout F tick") ? true : undefined));
 
     const sync = await rt.execSync({ containerId: c1, cmd: ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout: 30n });
     assert.equal(Buffer.from(sync.stdout).toString(), "out\n");
@@ -148,6 +185,10 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     assert.notEqual(stopped.status?.exitCode, undefined);
     await rt.removeContainer({ containerId: c1 });
     await rt.removeContainer({ containerId: c1 });
+    watching.abort();
+    await eventsDone;
+    const mine = events.filter((e) => e.endsWith(c1)).map((e) => e.split(":")[0]);
+    assert.deepEqual(mine, ["0", "1", "2", "3"], `events of ${c1}: created, started, stopped, deleted`);
     await rt.stopPodSandbox({ podSandboxId: pod });
     await rt.stopPodSandbox({ podSandboxId: pod });
     await rt.removePodSandbox({ podSandboxId: pod });

@@ -46,6 +46,8 @@ export interface PodSandbox {
    * namespaces itself (a VM's).
    */
   readonly namespacePaths?: { readonly network?: string; readonly ipc?: string; readonly uts?: string };
+  /** The pod's /etc/hostname, /etc/resolv.conf and /etc/hosts, as paths its containers' runtime sees. */
+  readonly podFiles?: { readonly hostname?: string; readonly resolvConf?: string; readonly hosts?: string };
   /** Whether containers' image layers should come as erofs images (ask the image service). */
   readonly wantsBlockImages: boolean;
   createContainer(containerId: string, rootfs: RootfsLayers, spec: OciSpec, options: { readonly readonlyRootfs: boolean }): Promise<void>;

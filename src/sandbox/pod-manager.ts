@@ -207,6 +207,7 @@ export class PodManager implements Runtime {
           mounts,
           layerDirs: rootfs.layers.map((l) => l.dir),
           ...(sandbox.namespacePaths ? { podNamespaces: sandbox.namespacePaths } : {}),
+          ...(sandbox.podFiles ? { podFiles: sandbox.podFiles } : {}),
         });
         await sandbox.createContainer(id, rootfs, spec, { readonlyRootfs: config.security.readonlyRootfs });
         const saved: ContainerRecord = spec.process ? { ...record, process: spec.process } : record;

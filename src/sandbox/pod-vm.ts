@@ -250,8 +250,8 @@ export class PodVm {
     // A disk leaves the VM only once the guest has let go of it; if the agent
     // could not remove the container, its disks stay until the pod stops.
     if (this.layerDisks && failures.length === 0) await this.layerDisks.release(containerId).catch((err: unknown) => failures.push(err));
-    const target = containerHostRootfs(this.paths, containerId);
-    await unmountTree(target).catch((err: unknown) => failures.push(err));
+    // Everything mounted for the container: its rootfs, and whatever was shared beside it.
+    await unmountTree(containerHostDir(this.paths, containerId)).catch((err: unknown) => failures.push(err));
     await rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
     this.containers.delete(containerId);
     if (failures.length > 0) throw new VmpodError("Internal", `remove container ${containerId}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });

@@ -27,6 +27,8 @@ export interface SpecRequest {
   readonly mounts: readonly ResolvedMount[];
   /** The pod's namespaces to join, for host namespace pods. */
   readonly podNamespaces?: { readonly network?: string; readonly ipc?: string; readonly uts?: string };
+  /** The pod's /etc files to bind into the container, unless it mounts its own. */
+  readonly podFiles?: { readonly hostname?: string; readonly resolvConf?: string; readonly hosts?: string };
   /** The image's unpacked layers on the host, lowest first (for its /etc/passwd and /etc/group). */
   readonly layerDirs: readonly string[];
 }

@@ -24,6 +24,7 @@ export function specBuilder(kindOf: (handler: string) => "vm" | "host"): Contain
       rootPath: "/rootfs",
       mounts: request.mounts,
       ...(request.podNamespaces ? { podNamespaces: request.podNamespaces } : {}),
+      ...(request.podFiles ? { podFiles: request.podFiles } : {}),
       ...(passwd === undefined ? {} : { passwd }),
       ...(group === undefined ? {} : { group }),
     });

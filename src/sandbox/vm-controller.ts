@@ -67,7 +67,14 @@ export class VmController implements SandboxController {
       memoryMiB: size.memoryMiB,
       ...(request.signal ? { signal: request.signal } : {}),
     });
-    return new VmSandbox(vm, this.handler, size, this.logger.child({ pod: request.id }));
+    try {
+      const hostname = request.config.hostname || request.config.metadata.name;
+      const podFiles = await writePodFiles(join(vm.paths.sharedDir, POD_FILES_DIR), { hostname, resolvConf: dns, hosts: [`127.0.0.1\tlocalhost`, `::1\tlocalhost ip6-localhost ip6-loopback`, `127.0.1.1\t${hostname}`] });
+      return new VmSandbox(vm, this.handler, size, podFiles, this.logger.child({ pod: request.id }));
+    } catch (err) {
+      await vm.stop().catch(() => undefined);
+      throw err;
+    }
   }
 
   async recover(id: string, _config: PodConfig): Promise<PodSandbox | undefined> {
@@ -87,6 +94,7 @@ class VmSandbox implements PodSandbox {
     private readonly vm: PodVm,
     readonly handler: string,
     private readonly size: { vcpus: number; memoryMiB: number },
+    readonly podFiles: { readonly hostname: string; readonly resolvConf: string; readonly hosts: string },
     private readonly logger: Logger,
   ) {
     this.gone = vm.exited.then(() => undefined);
@@ -194,6 +202,19 @@ class VmSandbox implements PodSandbox {
       }
     }
   }
+}
+
+/** The pod's /etc files, in a directory of the shared dir no container id can name. */
+const POD_FILES_DIR = ".pod";
+
+/** Writes the pod's hostname, resolv.conf and hosts; returns them as guest paths. */
+async function writePodFiles(dir: string, content: { hostname: string; resolvConf: readonly string[]; hosts: readonly string[] }): Promise<{ hostname: string; resolvConf: string; hosts: string }> {
+  await mkdir(dir, { mode: 0o755 });
+  await writeFile(join(dir, "hostname"), `${content.hostname}\n`, { mode: 0o644 });
+  await writeFile(join(dir, "resolv.conf"), content.resolvConf.map((l) => `${l}\n`).join(""), { mode: 0o644 });
+  await writeFile(join(dir, "hosts"), content.hosts.map((l) => `${l}\n`).join(""), { mode: 0o644 });
+  const guest = `${GUEST_SHARED_DIR}/${POD_FILES_DIR}`;
+  return { hostname: `${guest}/hostname`, resolvConf: `${guest}/resolv.conf`, hosts: `${guest}/hosts` };
 }
 
 /** resolv.conf lines from the pod's DNS config. */
