@@ -177,6 +177,28 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
       conn.session.destroy();
     }
 
+    // Security context and resources: a non-root user, a read-only root, a memory limit changed while it runs.
+    const { containerId: sec } = await rt.createContainer({
+      podSandboxId: pod,
+      config: containerConfig("locked", image.reference, ["sleep", "100000"], {
+        linux: {
+          resources: { memoryLimitInBytes: 64n << 20n },
+          securityContext: { namespaceOptions: { pid: 1 }, runAsUser: { value: 65534n }, readonlyRootfs: true },
+        },
+      }),
+      sandboxConfig: config,
+    });
+    await rt.startContainer({ containerId: sec });
+    const who = await rt.execSync({ containerId: sec, cmd: ["sh", "-c", "id -u; touch /x 2>/dev/null && echo writable; cat /sys/fs/cgroup/memory.max"], timeout: 30n });
+    const whoOut = Buffer.from(who.stdout).toString().split("\n");
+    assert.equal(whoOut[0], "65534");
+    assert.ok(!whoOut.includes("writable"), "the root filesystem is read-only");
+    assert.equal(whoOut[1], String(64 << 20));
+    await rt.updateContainerResources({ containerId: sec, linux: { memoryLimitInBytes: 96n << 20n } });
+    const after = await rt.execSync({ containerId: sec, cmd: ["cat", "/sys/fs/cgroup/memory.max"], timeout: 30n });
+    assert.equal(Buffer.from(after.stdout).toString().trim(), String(96 << 20));
+    await rt.removeContainer({ containerId: sec });
+
     const list = await rt.listContainers({ filter: { podSandboxId: pod } });
     assert.equal(list.containers.length, 2);
     await rt.stopContainer({ containerId: c1, timeout: 2n });
