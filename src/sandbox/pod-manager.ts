@@ -20,6 +20,7 @@ import { KeyedLock } from "./keyed-lock.js";
 import { nowNs, RecordStore, type ContainerRecord, type PodRecord } from "./records.js";
 import type { ClientStreams, ContainerFilter, ContainerStatsSample, ExecSyncResult, PodFilter, PodStatsSample, Runtime, RuntimeCondition } from "./runtime.js";
 import { signalNumber, toOciResources } from "./signals.js";
+import { abortable, containerSample, containerStatusOf, labelsMatch, podKey, podSample, podStatusOf, settlesWithin, sumResources } from "./pod-views.js";
 import type { ContainerConfig, ContainerEvent, ContainerStatus, LinuxResources, PodConfig, PodStatus } from "./types.js";
 import type { ContainerSpecBuilder } from "./spec-builder.js";
 
@@ -365,20 +366,7 @@ export class PodManager implements Runtime {
   async containerStats(id: string): Promise<ContainerStatsSample> {
     const { sandbox } = this.running(id);
     const entry = this.container(id);
-    const u = await sandbox.usage(id);
-    const inactive = u.memoryStats.inactive_file ?? u.memoryStats.total_inactive_file ?? 0n;
-    return {
-      containerId: id,
-      podId: entry.record.podId,
-      timestamp: nowNs(),
-      cpuUsageNs: u.cpuUsageNs,
-      memoryUsageBytes: u.memoryUsageBytes,
-      memoryWorkingSetBytes: u.memoryUsageBytes > inactive ? u.memoryUsageBytes - inactive : 0n,
-      memoryRssBytes: u.memoryStats.anon ?? u.memoryStats.rss ?? 0n,
-      memoryPageFaults: u.memoryStats.pgfault ?? 0n,
-      memoryMajorPageFaults: u.memoryStats.pgmajfault ?? 0n,
-      memoryLimitBytes: u.memoryLimitBytes,
-    };
+    return containerSample(id, entry.record.podId, await sandbox.usage(id));
   }
 
   async listContainerStats(filter: ContainerFilter = {}): Promise<ContainerStatsSample[]> {
@@ -393,17 +381,7 @@ export class PodManager implements Runtime {
 
   async podStats(id: string): Promise<PodStatsSample> {
     this.pod(id);
-    const containers = await this.listContainerStats({ podId: id });
-    const sum = (f: (c: ContainerStatsSample) => bigint) => containers.reduce((n, c) => n + f(c), 0n);
-    return {
-      podId: id,
-      timestamp: nowNs(),
-      cpuUsageNs: sum((c) => c.cpuUsageNs),
-      memoryWorkingSetBytes: sum((c) => c.memoryWorkingSetBytes),
-      memoryUsageBytes: sum((c) => c.memoryUsageBytes),
-      processCount: BigInt(containers.length),
-      containers,
-    };
+    return podSample(id, await this.listContainerStats({ podId: id }));
   }
 
   async listPodStats(filter: PodFilter = {}): Promise<PodStatsSample[]> {
@@ -493,36 +471,11 @@ export class PodManager implements Runtime {
   }
 
   private podView(entry: PodEntry): PodStatus {
-    const r = entry.record;
-    return {
-      id: r.id,
-      config: r.config,
-      handler: r.handler,
-      state: r.state === "ready" ? "ready" : "notready",
-      createdAt: BigInt(r.createdAt),
-      additionalIps: [],
-      info: { handler: r.handler, ...(entry.sandbox ? entry.sandbox.info() : {}), ...(entry.booting ? { booting: true } : {}) },
-    };
+    return podStatusOf(entry.record, entry.sandbox, entry.booting !== undefined);
   }
 
   private containerView(entry: ContainerEntry): ContainerStatus {
-    const r = entry.record;
-    return {
-      id: r.id,
-      podId: r.podId,
-      config: r.config,
-      imageId: r.imageId,
-      imageRef: r.imageRef,
-      state: r.state,
-      createdAt: BigInt(r.createdAt),
-      startedAt: BigInt(r.startedAt),
-      finishedAt: BigInt(r.finishedAt),
-      exitCode: r.exitCode,
-      reason: r.reason,
-      message: r.message,
-      logPath: r.logPath,
-      info: { pid: 0, sandboxId: r.podId },
-    };
+    return containerStatusOf(entry.record);
   }
 
   private async recover(): Promise<void> {
@@ -584,40 +537,3 @@ export class PodManager implements Runtime {
   }
 }
 
-function podKey(config: PodConfig): string {
-  const m = config.metadata;
-  return `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
-}
-
-function labelsMatch(labels: Readonly<Record<string, string>>, wanted: Readonly<Record<string, string>> | undefined): boolean {
-  return Object.entries(wanted ?? {}).every(([k, v]) => labels[k] === v);
-}
-
-function sumResources(a: LinuxResources | undefined, b: LinuxResources | undefined): LinuxResources {
-  const add = (x?: number, y?: number) => (x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0));
-  const memoryLimitBytes = add(a?.memoryLimitBytes, b?.memoryLimitBytes);
-  const cpuQuota = add(a?.cpuQuota, b?.cpuQuota);
-  const cpuPeriod = a?.cpuPeriod ?? b?.cpuPeriod;
-  return { ...(memoryLimitBytes === undefined ? {} : { memoryLimitBytes }), ...(cpuQuota === undefined ? {} : { cpuQuota }), ...(cpuPeriod === undefined ? {} : { cpuPeriod }) };
-}
-
-async function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new VmpodError("DeadlineExceeded", "the pod is still starting; it is kept for the next try", { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
-
-async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
-  if (!promise) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
