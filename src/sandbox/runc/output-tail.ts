@@ -42,6 +42,7 @@ export class OutputTail extends Readable {
   private watcher: FSWatcher | undefined;
   private wake: (() => void) | undefined;
   private reading = false;
+  private readAgain = false;
   private stopped = false;
 
   constructor(private readonly options: OutputTailOptions) {
@@ -65,11 +66,21 @@ export class OutputTail extends Readable {
   }
 
   override _read(): void {
-    if (this.reading) return;
+    // A read asked for while a pump is finishing must not be lost: Node asks once.
+    if (this.reading) {
+      this.readAgain = true;
+      return;
+    }
     this.reading = true;
     void this.pump()
       .catch((err: unknown) => this.destroy(err as Error))
-      .finally(() => (this.reading = false));
+      .finally(() => {
+        this.reading = false;
+        if (this.readAgain) {
+          this.readAgain = false;
+          this._read();
+        }
+      });
   }
 
   private async pump(): Promise<void> {

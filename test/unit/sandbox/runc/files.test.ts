@@ -28,12 +28,20 @@ describe("runc handler files", () => {
     beforeEach(async () => (dir = await mkdtemp(join(tmpdir(), "vmpod-tail-"))));
     afterEach(async () => rm(dir, { recursive: true, force: true }));
 
+    /** The next chunk, read as a consumer reads (paused mode: nothing is emitted to nobody). */
+    const iterators = new WeakMap<Readable, AsyncIterator<Buffer>>();
     async function next(stream: Readable): Promise<string> {
-      const [chunk] = (await Promise.race([
-        new Promise((resolve) => stream.once("data", (c: Buffer) => resolve([c]))),
-        new Promise((_r, reject) => setTimeout(() => reject(new Error("no data within 3 s")), 3000)),
-      ])) as [Buffer];
-      return chunk.toString();
+      let it = iterators.get(stream);
+      if (!it) {
+        it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+        iterators.set(stream, it);
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const result = await Promise.race([
+        it.next(),
+        new Promise<never>((_r, reject) => (timer = setTimeout(() => reject(new Error("no data within 3 s")), 3000))),
+      ]).finally(() => clearTimeout(timer));
+      return String(result.value);
     }
 
     it("follows a growing file, ends once finished, and the next reader resumes where it stopped", async () => {
