@@ -5,29 +5,18 @@
  * details.
  */
 import { status as Code } from "@grpc/grpc-js";
-import { kindOf, messageOf, type ErrorKind } from "../common/errors.js";
+import { kindOf, messageOf } from "../common/errors.js";
+import { codeOfKind } from "../common/status-codes.js";
 
 export interface GrpcStatus {
   readonly code: Code;
   readonly details: string;
 }
 
-const CODES: Readonly<Record<ErrorKind, Code>> = {
-  NotFound: Code.NOT_FOUND,
-  AlreadyExists: Code.ALREADY_EXISTS,
-  InvalidArgument: Code.INVALID_ARGUMENT,
-  FailedPrecondition: Code.FAILED_PRECONDITION,
-  ResourceExhausted: Code.RESOURCE_EXHAUSTED,
-  Unavailable: Code.UNAVAILABLE,
-  DeadlineExceeded: Code.DEADLINE_EXCEEDED,
-  Canceled: Code.CANCELLED,
-  Unimplemented: Code.UNIMPLEMENTED,
-  Internal: Code.INTERNAL,
-};
-
 export function toGrpcStatus(err: unknown): GrpcStatus {
   const kind = kindOf(err);
-  return { code: kind === undefined ? Code.INTERNAL : CODES[kind], details: messageOf(err) };
+  // grpc-js's codes are gRPC's numbers, the same as the shared table's.
+  return { code: kind === undefined ? Code.INTERNAL : (codeOfKind(kind) as Code), details: messageOf(err) };
 }
 
 /** "NOT_FOUND" for Code.NOT_FOUND, for logs. */

@@ -8,7 +8,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RequestSchema, ResponseSchema } from "../../gen/ttrpc_pb.js";
 import { VmpodError, messageOf } from "../../common/errors.js";
 import { encodeFrame, FrameDecoder, MessageType } from "./frame.js";
-import { kindOfCode } from "./status.js";
+import { kindOfCode } from "../../common/status-codes.js";
 
 export interface CallOptions {
   readonly signal?: AbortSignal;

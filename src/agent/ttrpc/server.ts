@@ -8,7 +8,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RequestSchema, ResponseSchema } from "../../gen/ttrpc_pb.js";
 import { kindOf, messageOf } from "../../common/errors.js";
 import { encodeFrame, FrameDecoder, MessageType } from "./frame.js";
-import { Code, codeOfKind } from "./status.js";
+import { Code, codeOfKind } from "../../common/status-codes.js";
 
 export interface CallContext {
   readonly signal: AbortSignal;

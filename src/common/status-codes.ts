@@ -1,5 +1,8 @@
-/** gRPC status codes as ttRPC carries them, and their mapping to vmpod's error kinds. */
-import type { ErrorKind } from "../../common/errors.js";
+/**
+ * gRPC's status codes, as both ttRPC (the agent channel) and gRPC (the CRI)
+ * carry them, and their one mapping to and from vmpod's error kinds.
+ */
+import type { ErrorKind } from "./errors.js";
 
 export const Code = {
   OK: 0,
