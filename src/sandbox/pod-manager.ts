@@ -27,6 +27,7 @@ import type { ContainerSpecBuilder } from "./spec-builder.js";
 export const UNTRUSTED_ANNOTATION = "io.kubernetes.cri.untrusted-workload";
 const STOP_WAIT_AFTER_KILL_MS = 10_000;
 const OUTPUT_DRAIN_MS = 2_000;
+const SIGKILL = 9;
 
 export interface PodManagerOptions {
   readonly stateRoot: string;
@@ -261,7 +262,9 @@ export class PodManager implements Runtime {
       return;
     }
     const finishedAt = nowNs().toString();
-    const oom = await sandbox.oomKilled(id);
+    // The OOM killer's victims die of SIGKILL; only those are worth asking about
+    // (the VM handler waits a moment for a late OOM event).
+    const oom = code === 128 + SIGKILL && (await sandbox.oomKilled(id));
     // The last output is written to the log before the exit is reported, as far as it comes soon.
     await settlesWithin(entry.pump?.done, OUTPUT_DRAIN_MS);
     await this.setContainer(entry, { state: "exited", exitCode: code, reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", message: "", finishedAt });
@@ -284,7 +287,7 @@ export class PodManager implements Runtime {
       await sandbox.signal(id, "", stopSignal).catch((err: unknown) => this.options.logger.debug("stop signal", { container: id, err: messageOf(err) }));
       if (await settlesWithin(entry.exited, timeoutSec * 1000)) return;
     }
-    await sandbox.signal(id, "", 9).catch((err: unknown) => this.options.logger.debug("kill", { container: id, err: messageOf(err) }));
+    await sandbox.signal(id, "", SIGKILL).catch((err: unknown) => this.options.logger.debug("kill", { container: id, err: messageOf(err) }));
     if (!(await settlesWithin(entry.exited, STOP_WAIT_AFTER_KILL_MS))) throw new VmpodError("DeadlineExceeded", `container ${id} did not exit after SIGKILL`);
   }
 
