@@ -192,7 +192,7 @@ export class LocalImageService implements ImageService {
 
   async use(imageId: Digest, holder: string, options: { readonly blockImages?: boolean } = {}): Promise<RootfsLayers> {
     if (!isSafeId(holder)) throw new VmpodError("InvalidArgument", `container id ${JSON.stringify(holder)} is not a safe name`);
-    return this.change(async () => {
+    const rootfs = await this.change(async (): Promise<RootfsLayers> => {
       const record = this.index.get(imageId);
       if (!record) throw new VmpodError("NotFound", `image ${imageId} not found`);
       const held = this.users.get(holder);
@@ -207,18 +207,19 @@ export class LocalImageService implements ImageService {
         await writeFileAtomic(join(dir, "image"), imageId, 0o600);
         this.users.set(holder, imageId);
       }
-      const layers = [];
-      for (const diffId of record.layers) {
-        const dir = this.layers.fsDir(diffId);
-        layers.push(options.blockImages ? { diffId, dir, blockImage: await this.layers.blockImage(diffId) } : { diffId, dir });
-      }
       return {
         imageId,
-        layers,
+        layers: record.layers.map((diffId) => ({ diffId, dir: this.layers.fsDir(diffId) })),
         upperDir: join(dir, "upper"),
         workDir: join(dir, "work"),
       };
     });
+    if (!options.blockImages) return rootfs;
+    // Built outside the queue of changes: mkfs.erofs of a large layer must not hold up pulls and
+    // removals. The image is in use from here on, so its layers stay.
+    const layers = [];
+    for (const layer of rootfs.layers) layers.push({ ...layer, blockImage: await this.layers.blockImage(layer.diffId) });
+    return { ...rootfs, layers };
   }
 
   async release(holder: string): Promise<void> {
