@@ -1,19 +1,25 @@
 /** Host processes found by what their command line names, for cleaning up after a crash. */
 import { readFile, readdir } from "node:fs/promises";
 
-/** Pids of live processes whose command line contains `marker` (never this process). */
-export async function pidsMentioning(marker: string): Promise<number[]> {
-  const pids: number[] = [];
+/** Live processes (zombies left out) whose command line contains `marker`, never this process. */
+export async function processesMentioning(marker: string): Promise<{ pid: number; cmdline: string }[]> {
+  const found: { pid: number; cmdline: string }[] = [];
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      const cmdline = (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " ");
-      if (cmdline.includes(marker)) pids.push(Number(name));
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " ").trim();
+      if (!cmdline.includes(marker)) continue;
+      if (/\) Z /.test(await readFile(`/proc/${name}/stat`, "utf8"))) continue;
+      found.push({ pid: Number(name), cmdline });
     } catch {
       // gone meanwhile
     }
   }
-  return pids;
+  return found;
+}
+
+async function pidsMentioning(marker: string): Promise<number[]> {
+  return (await processesMentioning(marker)).map((p) => p.pid);
 }
 
 /** SIGKILLs every process naming `marker` and waits (up to `timeoutMs`) for them to go. */

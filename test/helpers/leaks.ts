@@ -3,8 +3,9 @@
  * line mentions the test's root, mounts under it, files in it.
  */
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { mountPoints } from "../../src/common/mount.js";
+import { processesMentioning as liveProcessesMentioning } from "../../src/common/processes.js";
 
 export interface Leftovers {
   readonly processes: string[];
@@ -12,22 +13,9 @@ export interface Leftovers {
   readonly files: string[];
 }
 
-/** Processes (pid and command line) whose command line contains `marker`. */
+/** Processes ("pid: command line") whose command line contains `marker`. */
 export async function processesMentioning(marker: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const name of await readdir("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = (await readFile(`/proc/${name}/cmdline`, "utf8")).replace(/\0/g, " ").trim();
-      const stat = await readFile(`/proc/${name}/stat`, "utf8");
-      if (/\) Z /.test(stat)) continue;
-    } catch {
-      continue;
-    }
-    if (cmdline.includes(marker)) found.push(`${name}: ${cmdline}`);
-  }
-  return found;
+  return (await liveProcessesMentioning(marker)).map((p) => `${p.pid}: ${p.cmdline}`);
 }
 
 export async function leftovers(root: string): Promise<Leftovers> {
