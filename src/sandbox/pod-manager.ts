@@ -18,6 +18,7 @@ import { attachClient, execProcess, execSync, execWithClient } from "./container
 import { EventBus } from "./events.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { nowNs, RecordStore, type ContainerRecord, type PodRecord } from "./records.js";
+import { recoverRecords } from "./recovery.js";
 import type { ClientStreams, ContainerFilter, ContainerStatsSample, ExecSyncResult, PodFilter, PodStatsSample, Runtime, RuntimeCondition } from "./runtime.js";
 import { signalNumber, toOciResources } from "./signals.js";
 import { abortable, containerSample, containerStatusOf, labelsMatch, podKey, podSample, podStatusOf, settlesWithin, sumResources } from "./pod-views.js";
@@ -482,42 +483,16 @@ export class PodManager implements Runtime {
   }
 
   private async recover(): Promise<void> {
-    const pods = await this.records.loadPods();
-    const containers = await this.records.loadContainers();
-    for (const record of pods) {
-      const controller = this.options.controllers.get(record.handler);
-      let sandbox: PodSandbox | undefined;
-      if (controller) {
-        sandbox = await controller.recover(record.id, record.config).catch((err: unknown) => {
-          this.options.logger.warn("could not recover a pod", { pod: record.id, err: messageOf(err) });
-          return undefined;
-        });
-      }
-      if (record.state === "creating" && !sandbox) {
-        // Half-created before the daemon died: nothing of it is kept.
-        await this.records.deletePod(record.id);
-        for (const c of containers.filter((c) => c.podId === record.id)) await this.dropContainerRecord(c);
-        continue;
-      }
-      const entry: PodEntry = { record: sandbox ? { ...record, state: "ready" } : { ...record, state: "notready" }, ...(sandbox ? { sandbox } : {}) };
-      this.pods.set(record.id, entry);
-      await this.records.savePod(entry.record);
+    const found = await recoverRecords(this.records, this.options.controllers, this.options.images, this.options.logger);
+    for (const { record, sandbox } of found.pods) {
+      this.pods.set(record.id, { record, ...(sandbox ? { sandbox } : {}) });
       if (sandbox) void sandbox.gone.then(() => this.podGone(record.id));
     }
-    for (const record of containers) {
-      const pod = this.pods.get(record.podId);
-      if (!pod) {
-        await this.dropContainerRecord(record);
-        continue;
-      }
-      let r = record;
-      if (!pod.sandbox && (r.state === "running" || r.state === "created")) {
-        r = { ...r, state: "exited", exitCode: 255, reason: "Error", message: "the pod's VM did not survive the runtime's restart", finishedAt: nowNs().toString() };
-        await this.records.saveContainer(r);
-      }
-      const entry: ContainerEntry = { record: r, ...(r.process ? { process: r.process } : {}) };
-      this.containers.set(r.id, entry);
-      if (pod.sandbox && r.state === "running") await this.reattach(entry, pod.sandbox);
+    for (const record of found.containers) {
+      const entry: ContainerEntry = { record, ...(record.process ? { process: record.process } : {}) };
+      this.containers.set(record.id, entry);
+      const sandbox = this.pods.get(record.podId)?.sandbox;
+      if (sandbox && record.state === "running") await this.reattach(entry, sandbox);
     }
   }
 
@@ -534,9 +509,5 @@ export class PodManager implements Runtime {
     }
   }
 
-  private async dropContainerRecord(record: ContainerRecord): Promise<void> {
-    await this.options.images.release(record.id).catch(() => undefined);
-    await this.records.deleteContainer(record.id);
-  }
 }
 
