@@ -9,7 +9,7 @@ import { isSafeId } from "../common/ids.js";
 import { Rollback } from "../common/rollback.js";
 import type { CallOptions, VirtioFsDevice } from "./hypervisor.js";
 import { checkPath } from "./preflight.js";
-import type { SupervisedProcess } from "./process.js";
+import type { VmProcess } from "./process.js";
 import { hotplugPortId, virtioFsChardevId, VIRTIO_FS_QUEUE_SIZE } from "./qemu-args.js";
 import type { QmpClient } from "./qmp.js";
 import { BOOT_SHARE_ID, needsSharedMemory, validateSharedDir, validateSocketPath, validateVirtioFsTag, vmPaths, type VmSpec } from "./spec.js";
@@ -17,7 +17,7 @@ import { startVirtiofsd, stopVirtiofsd } from "./virtiofsd.js";
 
 interface Attached {
   readonly port: string;
-  readonly daemon: SupervisedProcess;
+  readonly daemon: VmProcess;
   readonly socketPath: string;
 }
 
@@ -33,6 +33,11 @@ export class VirtioFsHotplug {
     private readonly qmp: QmpClient,
     private readonly unplugTimeoutMs: number,
   ) {}
+
+  /** True while any share added at run time is attached (or being added or removed). */
+  hasDevices(): boolean {
+    return this.attached.size > 0 || this.busy.size > 0;
+  }
 
   /** True for an id this manages (added, or being added or removed). */
   has(id: string): boolean {

@@ -8,6 +8,7 @@
  * channel), `stop` (idempotent), `cleanup` (safe after a partial prepare or
  * a failed start, and idempotent).
  */
+import type { ProcessRef } from "./adopted-process.js";
 import type { VmSpec } from "./spec.js";
 
 export interface CallOptions {
@@ -72,6 +73,16 @@ export type AttachedDevice =
       readonly source: string;
     };
 
+/**
+ * What a later vmpod needs to take over a running VM (with its spec): its
+ * processes, each by pid and start time. Kept on disk by the sandbox layer.
+ */
+export interface VmHandle {
+  readonly qemu: ProcessRef;
+  /** The daemon of the share given at boot. */
+  readonly virtiofsd?: ProcessRef;
+}
+
 export interface Hypervisor {
   /**
    * Checks the spec and the files it names, creates the VM's run directory
@@ -81,6 +92,15 @@ export interface Hypervisor {
   prepare(spec: VmSpec, options?: CallOptions): Promise<void>;
   /** Launches the VM and connects its control channel. */
   start(options?: CallOptions): Promise<void>;
+  /** Once started: what `adopt` needs to take this VM over after vmpod restarts. */
+  handle(): Promise<VmHandle>;
+  /**
+   * Takes over a VM an earlier vmpod started from `spec` (instead of
+   * prepare and start): finds its processes by `handle` and connects its
+   * control channel. NotFound when the VM no longer runs. On failure
+   * nothing is stopped; `stop` and `cleanup` then remove what is left.
+   */
+  adopt(spec: VmSpec, handle: VmHandle, options?: CallOptions): Promise<void>;
   /** Adds a device to the running VM; undoes its own steps when it fails. */
   addDevice(device: HotplugDevice, options?: CallOptions): Promise<AttachedDevice>;
   /**

@@ -5,15 +5,16 @@
  * while the VM runs (hotplug.ts for virtio-fs, block-hotplug.ts for disks).
  */
 import { mkdir, rm } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { VmpodError, failedPrecondition, kindOf, messageOf, wrap } from "../common/errors.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import { BlockHotplug } from "./block-hotplug.js";
-import type { AttachedDevice, CallOptions, HotplugDevice, Hypervisor, StopOptions, VmExit } from "./hypervisor.js";
+import type { AttachedDevice, CallOptions, HotplugDevice, Hypervisor, StopOptions, VmExit, VmHandle } from "./hypervisor.js";
 import { VirtioFsHotplug } from "./hotplug.js";
 import { checkSpecFiles } from "./preflight.js";
-import { describeExit, SupervisedProcess } from "./process.js";
+import { AdoptedProcess, processRef, type ProcessRef } from "./adopted-process.js";
+import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
 import { buildQemuArgs } from "./qemu-args.js";
 import { QmpClient } from "./qmp.js";
 import { validateSpec, type VmSpec } from "./spec.js";
@@ -37,7 +38,7 @@ const CONSOLE_TAIL_BYTES = 2048;
 const QMP_POLL_MS = 20;
 
 interface Daemon {
-  readonly proc: SupervisedProcess;
+  readonly proc: VmProcess;
   readonly socketPath: string;
 }
 
@@ -47,7 +48,7 @@ export class QemuHypervisor implements Hypervisor {
   private prepared = false;
   private startCalled = false;
   private bootShare: Daemon | undefined;
-  private qemu: SupervisedProcess | undefined;
+  private qemu: VmProcess | undefined;
   private qmpClient: QmpClient | undefined;
   private hotplug: VirtioFsHotplug | undefined;
   private blocks: BlockHotplug | undefined;
@@ -144,7 +145,7 @@ export class QemuHypervisor implements Hypervisor {
     if (this.stopping || this.cleaning) throw failedPrecondition("start vm: stopped before it started");
     let qemu: SupervisedProcess;
     try {
-      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(spec) });
+      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(spec), stderrPath: qemuStderrPath(spec) });
     } catch (err) {
       throw wrap("start qemu", err);
     }
@@ -158,6 +159,47 @@ export class QemuHypervisor implements Hypervisor {
       this.qmpClient?.close();
       await qemu.stop(this.stopTimeoutMs).catch(() => {});
       throw wrap("start qemu", err);
+    }
+  }
+
+  async handle(): Promise<VmHandle> {
+    const qemu = this.qemu;
+    if (!qemu || !this.vmSpec) throw failedPrecondition("vm handle: not started");
+    if (this.hotplug?.hasDevices()) throw failedPrecondition("vm handle: virtio-fs devices added while running cannot be handed over");
+    const ref = async (proc: VmProcess, what: string): Promise<ProcessRef> => {
+      const found = await processRef(proc.pid);
+      if (!found) throw new VmpodError("Unavailable", `vm handle: ${what} has exited`);
+      return found;
+    };
+    return {
+      qemu: await ref(qemu, "QEMU"),
+      ...(this.bootShare ? { virtiofsd: await ref(this.bootShare.proc, "virtiofsd") } : {}),
+    };
+  }
+
+  async adopt(spec: VmSpec, handle: VmHandle, options: CallOptions = {}): Promise<void> {
+    if (this.vmSpec) throw failedPrecondition("adopt vm: already prepared");
+    validateSpec(spec);
+    this.vmSpec = spec;
+    this.runDirCreated = true;
+    this.prepared = true;
+    this.startCalled = true;
+    try {
+      const qemu = await AdoptedProcess.adopt("QEMU", handle.qemu, { path: qemuStderrPath(spec), limit: CONSOLE_TAIL_BYTES });
+      this.qemu = qemu;
+      if (handle.virtiofsd && spec.sharedFs) {
+        const proc = await AdoptedProcess.adopt("virtiofsd", handle.virtiofsd);
+        this.bootShare = { proc, socketPath: spec.sharedFs.socketPath };
+      }
+      const qmp = await QmpClient.connect(spec.qmpSocket, { timeoutMs: this.startTimeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
+      this.qmpClient = qmp;
+      // QEMU's exit closes QMP first; look at once rather than at the next poll.
+      void qmp.done.then(() => qemu.check());
+      this.hotplug = new VirtioFsHotplug(spec, qmp, this.unplugTimeoutMs);
+      this.blocks = new BlockHotplug(spec, qmp, this.unplugTimeoutMs);
+    } catch (err) {
+      this.qmpClient?.close();
+      throw wrap("adopt vm", err);
     }
   }
 
@@ -203,7 +245,7 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   /** Polls QMP's socket until QEMU answers; QEMU exiting first is the error. */
-  private async connectQmp(spec: VmSpec, qemu: SupervisedProcess, signal: AbortSignal | undefined): Promise<QmpClient> {
+  private async connectQmp(spec: VmSpec, qemu: VmProcess, signal: AbortSignal | undefined): Promise<QmpClient> {
     const deadline = performance.now() + this.startTimeoutMs;
     for (;;) {
       if (qemu.exitStatus) throw await this.deathError(spec, qemu);
@@ -223,7 +265,7 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   /** The error for a QEMU that exited: its stderr and the console's last lines. */
-  private async deathError(spec: VmSpec, qemu: SupervisedProcess): Promise<VmpodError> {
+  private async deathError(spec: VmSpec, qemu: VmProcess): Promise<VmpodError> {
     const status = await qemu.wait();
     const parts = [`QEMU ${describeExit(status)}`];
     const stderr = qemu.stderr();
@@ -257,7 +299,7 @@ export class QemuHypervisor implements Hypervisor {
     // Files are touched only when this VM owns its run directory: prepare
     // may have failed because another VM holds it.
     if (spec && this.runDirCreated) {
-      const paths = [spec.qmpSocket, spec.consoleLog];
+      const paths = [spec.qmpSocket, spec.consoleLog, qemuStderrPath(spec)];
       if (spec.agent) paths.push(spec.agent.socketPath);
       if (spec.sharedFs) paths.push(spec.sharedFs.socketPath);
       for (const path of paths) await rm(path, { force: true }).catch((err: unknown) => failures.push(err));
@@ -268,6 +310,11 @@ export class QemuHypervisor implements Hypervisor {
     }
     if (failures.length > 0) throw combine("cleanup vm", failures);
   }
+}
+
+/** QEMU's stderr goes to a file in the run dir: it outlives vmpod when the VM does. */
+function qemuStderrPath(spec: VmSpec): string {
+  return join(spec.runDir, "qemu.stderr");
 }
 
 /** Runs a rollback after `err`; the error to throw names both when the rollback fails too. */

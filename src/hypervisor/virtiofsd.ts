@@ -6,7 +6,7 @@
 import { rm, stat } from "node:fs/promises";
 import { VmpodError, wrap } from "../common/errors.js";
 import { sleep } from "../common/time.js";
-import { describeExit, SupervisedProcess } from "./process.js";
+import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
 import type { VirtioFsCache } from "./spec.js";
 
 export interface VirtiofsdOptions {
@@ -55,7 +55,8 @@ export function virtiofsdArgs(options: VirtiofsdOptions): string[] {
  */
 export async function startVirtiofsd(options: VirtiofsdOptions, start: VirtiofsdStartOptions = {}): Promise<SupervisedProcess> {
   await rm(options.socketPath, { force: true });
-  const proc = await SupervisedProcess.spawn({ name: "virtiofsd", path: options.daemonPath, args: virtiofsdArgs(options) });
+  // stderr to a file: the daemon outlives vmpod when its VM does.
+  const proc = await SupervisedProcess.spawn({ name: "virtiofsd", path: options.daemonPath, args: virtiofsdArgs(options), stderrPath: `${options.socketPath}.stderr` });
   try {
     await waitForSocket(proc, options.socketPath, start.timeoutMs ?? DEFAULT_START_TIMEOUT_MS, start.signal);
   } catch (err) {
@@ -66,15 +67,16 @@ export async function startVirtiofsd(options: VirtiofsdOptions, start: Virtiofsd
 }
 
 /** Stops virtiofsd (SIGTERM, then SIGKILL) and removes its socket. Idempotent. */
-export async function stopVirtiofsd(proc: SupervisedProcess, socketPath: string): Promise<void> {
+export async function stopVirtiofsd(proc: VmProcess, socketPath: string): Promise<void> {
   try {
     await proc.stop(VIRTIOFSD_STOP_TIMEOUT_MS);
   } finally {
     await rm(socketPath, { force: true });
+    await rm(`${socketPath}.stderr`, { force: true });
   }
 }
 
-async function waitForSocket(proc: SupervisedProcess, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+async function waitForSocket(proc: VmProcess, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (await isSocket(path)) return;

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VmpodError } from "../../../src/common/errors.js";
 import { hostTscKhz } from "../../../src/hypervisor/accel.js";
+import type { VmHandle } from "../../../src/hypervisor/hypervisor.js";
 import { QemuHypervisor } from "../../../src/hypervisor/qemu.js";
 import { vmPaths, type VmSpec } from "../../../src/hypervisor/spec.js";
 
@@ -314,6 +315,45 @@ describe("QemuHypervisor with real QEMU", function () {
       await assert.rejects(hv.qmp!.execute("qom-get", { path: "/machine/peripheral/share1", property: "type" }), isKind("NotFound"));
       assert.deepEqual(await processesMentioning(join(root, "vm-hotplug", "vfsd-share1.sock")), [], "its virtiofsd is gone");
       await assert.rejects(hv.removeDevice("share1"), isKind("NotFound"));
+    });
+
+    /** A paused VM with a share, started by one hypervisor object and handed over to another (as across a vmpod restart). */
+    async function handedOver(name: string): Promise<{ first: QemuHypervisor; second: QemuHypervisor; s: VmSpec; handle: VmHandle }> {
+      const source = await shared(`share-${name}`);
+      const first = vm();
+      const s = spec(name, { paused: true, sharedFs: { tag: "vmpod", sourceDir: source, socketPath: vmPaths(join(root, name)).virtiofsSocket("fs0") }, virtiofsd });
+      await first.prepare(s);
+      await first.start();
+      const handle = await first.handle();
+      assert.equal(handle.qemu.pid, first.pid);
+      assert.ok(handle.virtiofsd, "the boot share's daemon is in the handle");
+      // What a dying vmpod leaves: the VM runs on, its control channel closed.
+      first.qmp!.close();
+      return { first, second: vm(), s, handle };
+    }
+
+    it("hands a running VM over to a new hypervisor object, which drives it, stops it and its virtiofsd", async () => {
+      const { second, s, handle } = await handedOver("vm-adopt");
+      await second.adopt(s, handle);
+      assert.equal(second.pid, handle.qemu.pid);
+      assert.equal((await second.qmp!.queryStatus()).status, "prelaunch");
+      await second.stop();
+      assert.deepEqual(await second.wait(), { code: null, signal: null }, "the exit status of a process vmpod did not start is unknown");
+      assert.deepEqual(await processesMentioning(join(root, "vm-adopt")), [], "QEMU and virtiofsd are gone");
+    });
+
+    it("sees an adopted VM exit when something else kills it", async () => {
+      const { second, s, handle } = await handedOver("vm-adopt-killed");
+      await second.adopt(s, handle);
+      process.kill(handle.qemu.pid, "SIGKILL");
+      assert.deepEqual(await second.wait(), { code: null, signal: null });
+    });
+
+    it("refuses to adopt a process whose pid now names another, and stops nothing", async () => {
+      const { first, second, s, handle } = await handedOver("vm-adopt-stale");
+      await assert.rejects(second.adopt(s, { ...handle, qemu: { pid: handle.qemu.pid, startTime: "1" } }), isKind("NotFound", /no longer runs/));
+      assert.ok((await processesMentioning(join(root, "vm-adopt-stale"))).length >= 2, "QEMU and virtiofsd still run");
+      await first.stop();
     });
 
     it("refuses hot-plug on microvm", async () => {
