@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
+import { processesMentioning } from "../src/common/processes.js";
 import { assertNothingLeft } from "../test/helpers/leaks.js";
 import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
 import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
@@ -265,7 +266,7 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     await rt.removePodSandbox({ podSandboxId: pod });
   });
 
-  it("survives kill -9: pods are listed again, a runc container still runs, a VM pod whose VM is lost is NOTREADY", async () => {
+  it("survives kill -9: pods come back, containers in VMs and on the host still run, exec and logs work, exits meanwhile are reported, a VM lost meanwhile is NOTREADY", async () => {
     const rt = () => daemon.client.runtime;
     const hostConfig = podConfig("survivor", daemon.logDir);
     const { podSandboxId: hostPod } = await rt().runPodSandbox({ config: hostConfig, runtimeHandler: "runc" });
@@ -273,20 +274,50 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     await rt().startContainer({ containerId });
     const vmConfig = podConfig("vm-survivor", daemon.logDir);
     const { podSandboxId: vmPod } = await rt().runPodSandbox({ config: vmConfig });
+    const { containerId: vmTicker } = await rt().createContainer({ podSandboxId: vmPod, config: containerConfig("vm-ticker", image.reference, ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]), sandboxConfig: vmConfig });
+    await rt().startContainer({ containerId: vmTicker });
+    const { containerId: vmQuitter } = await rt().createContainer({ podSandboxId: vmPod, config: containerConfig("vm-quitter", image.reference, ["sh", "-c", "sleep 4; exit 7"]), sandboxConfig: vmConfig });
+    await rt().startContainer({ containerId: vmQuitter });
+    const lostConfig = podConfig("vm-lost", daemon.logDir);
+    const { podSandboxId: lostPod } = await rt().runPodSandbox({ config: lostConfig });
+    const tickerLog = join(daemon.logDir, "vm-survivor", "vm-ticker.log");
+    await until("the VM container's first line", async () => ((await readFile(tickerLog, "utf8").catch(() => "")).includes("tick 1") ? true : undefined));
+
     await daemon.kill9();
+    // While vmpod is down, one VM dies.
+    const lostVm = await processesMentioning(join(daemon.root, "state", "sandboxes", lostPod.slice(0, 32), "vm"));
+    assert.ok(lostVm.length > 0, "the lost pod's QEMU runs before it is killed");
+    for (const { pid } of lostVm) process.kill(pid, "SIGKILL");
+    const linesBefore = (await readFile(tickerLog, "utf8")).split("\n").length;
     await daemon.restart();
+
     const pods = await rt().listPodSandbox({});
-    const again = pods.items.find((p) => p.id === hostPod);
-    assert.equal(again?.state, 0 /* READY */);
-    // Reattaching to a VM that outlived the daemon is not built yet: the pod is reported NOTREADY and its VM is gone.
-    assert.equal(pods.items.find((p) => p.id === vmPod)?.state, 1 /* NOTREADY */);
-    await assertNothingLeft(join(daemon.root, "state", "sandboxes"));
-    await rt().removePodSandbox({ podSandboxId: vmPod });
+    const state = (id: string) => pods.items.find((p) => p.id === id)?.state;
+    assert.equal(state(hostPod), 0 /* READY */);
+    assert.equal(state(vmPod), 0 /* READY */, "the VM that outlived the daemon is taken over");
+    assert.equal(state(lostPod), 1 /* NOTREADY */, "the VM killed meanwhile is reported lost");
+    // The VM pod's containers: the ticker still runs, answers exec, and its log goes on.
+    assert.equal((await rt().containerStatus({ containerId: vmTicker })).status?.state, 1 /* RUNNING */);
+    const vmOut = await rt().execSync({ containerId: vmTicker, cmd: ["echo", "inside the vm still"], timeout: 60n });
+    assert.equal(Buffer.from(vmOut.stdout).toString(), "inside the vm still\n");
+    await until("the VM container's log to go on", async () => ((await readFile(tickerLog, "utf8")).split("\n").length > linesBefore + 1 ? true : undefined));
+    // The container that exited while vmpod was down (or soon after) reports its code.
+    const quit = await until("the quitter's exit", async () => {
+      const st = (await rt().containerStatus({ containerId: vmQuitter })).status;
+      return st?.state === 2 /* EXITED */ ? st : undefined;
+    });
+    assert.equal(quit.exitCode, 7);
+    // The host pod's container still runs too.
     const st = await rt().containerStatus({ containerId });
     assert.equal(st.status?.state, 1 /* RUNNING */);
     const out = await rt().execSync({ containerId, cmd: ["echo", "still here"], timeout: 30n });
     assert.equal(Buffer.from(out.stdout).toString(), "still here\n");
-    await rt().stopPodSandbox({ podSandboxId: hostPod });
-    await rt().removePodSandbox({ podSandboxId: hostPod });
+
+    await rt().removePodSandbox({ podSandboxId: lostPod });
+    for (const pod of [vmPod, hostPod]) {
+      await rt().stopPodSandbox({ podSandboxId: pod });
+      await rt().removePodSandbox({ podSandboxId: pod });
+    }
+    await assertNothingLeft(join(daemon.root, "state", "sandboxes"));
   });
 });

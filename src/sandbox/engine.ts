@@ -71,6 +71,23 @@ export class VmEngine {
     await rm(paths.root, { recursive: true, force: true });
   }
 
+  /**
+   * Takes over the pod VM `id` that an earlier vmpod started. Throws when it
+   * cannot (the VM is gone, its record unreadable); what is left of it is
+   * then the caller's to clean up (cleanupLeftovers).
+   */
+  async reattach(id: string, signal?: AbortSignal): Promise<PodVm> {
+    return PodVm.reattach({
+      id,
+      paths: sandboxPaths(this.config.runtime.stateRoot, id),
+      hypervisor: this.newHypervisor(),
+      agentDialTimeoutMs: this.config.agent.dialTimeoutMs,
+      agentCallTimeoutMs: this.config.agent.callTimeoutMs,
+      logger: this.logger.child({ pod: id }),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
   async boot(request: BootRequest): Promise<PodVm> {
     const { paths, spec } = this.vmFor(request);
     return PodVm.boot({

@@ -23,6 +23,18 @@ import { readTail } from "../hypervisor/tail.js";
 import { LayerDisks } from "./layer-disks.js";
 import { containerGuestBlockRootfs, containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { openProcessIo, type ProcessIo } from "./process-io.js";
+import { loadVmRecord, saveVmRecord } from "./vm-record.js";
+
+/** What taking over a running pod VM needs (its spec and processes are read from the pod's directory). */
+export interface ReattachOptions {
+  readonly id: string;
+  readonly paths: SandboxPaths;
+  readonly hypervisor: Hypervisor;
+  readonly agentDialTimeoutMs: number;
+  readonly agentCallTimeoutMs: number;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal;
+}
 
 export interface PodVmOptions {
   readonly id: string;
@@ -79,6 +91,11 @@ export class PodVm {
     this.layerDisks = spec.blockHotplug ? new LayerDisks(hypervisor, logger) : undefined;
   }
 
+  /** The VM's vCPUs and memory. */
+  get size(): { vcpus: number; memoryMiB: number } {
+    return { vcpus: this.spec.vcpus, memoryMiB: this.spec.memoryMiB };
+  }
+
   /** True when containers' image layers go to the VM as disks; ask the image service for block images then. */
   get takesLayerDisks(): boolean {
     return this.layerDisks !== undefined;
@@ -106,22 +123,16 @@ export class PodVm {
       await hypervisor.prepare(options.spec, signalOpt(options.signal));
       timings.prepareMs = lap();
       await hypervisor.start(signalOpt(options.signal));
+      // Before anything else: a vmpod that dies from here on leaves a VM the next one can take over.
+      await saveVmRecord(paths, { spec: options.spec, handle: await hypervisor.handle() });
       timings.vmStartMs = lap();
     } catch (err) {
       throw wrap("boot vm", err);
     }
     const exited = hypervisor.wait();
-    const vmGone = new AbortController();
-    void exited.then(() => vmGone.abort(new VmpodError("Unavailable", "the VM exited")));
     let agent: AgentClient;
     try {
-      const socket = options.spec.agent?.socketPath;
-      if (!socket) throw new VmpodError("InvalidArgument", "the VM spec has no agent channel");
-      agent = await connectAgent(new UnixSocketTransport(socket), {
-        timeoutMs: options.agentDialTimeoutMs,
-        callTimeoutMs: options.agentCallTimeoutMs,
-        signal: options.signal ? AbortSignal.any([options.signal, vmGone.signal]) : vmGone.signal,
-      });
+      agent = await connectToAgent(options.spec, exited, options);
       undo.push("close agent", () => agent.close());
       timings.agentMs = lap();
       await agent.createSandbox({
@@ -133,12 +144,33 @@ export class PodVm {
       timings.sandboxMs = lap();
     } catch (err) {
       // A dying VM shows first as a reset connection, then as QEMU's exit.
-      const gone = vmGone.signal.aborted || (await Promise.race([exited.then(() => true), sleep(EXIT_GRACE_MS).then(() => false)]));
+      const gone = await Promise.race([exited.then(() => true), sleep(EXIT_GRACE_MS).then(() => false)]);
       throw await withConsole(options.spec, gone ? new VmpodError("Unavailable", "the VM exited during boot", { cause: err }) : wrap("boot vm", err));
     }
     undo.commit();
     logger.debug("pod vm booted", { ...timings });
     return new PodVm(options.id, paths, timings, options.spec, hypervisor, agent, exited, logger);
+  }
+
+  /**
+   * Takes over the pod's VM after vmpod restarted: its QEMU and virtiofsd
+   * found by the record written at boot, its agent connected again. The
+   * guest's containers and their output waited for vmpod meanwhile. NotFound
+   * when the VM no longer runs; on any failure nothing is stopped (the
+   * caller cleans up what is left).
+   */
+  static async reattach(options: ReattachOptions): Promise<PodVm> {
+    const { paths, hypervisor } = options;
+    const { spec, handle } = await loadVmRecord(paths);
+    if (spec.runDir !== paths.vmDir) throw new VmpodError("InvalidArgument", `vm record of pod ${options.id} names run dir ${spec.runDir}, not ${paths.vmDir}`);
+    // Which disks the guest holds is not kept across restarts yet.
+    if (spec.blockHotplug) throw new VmpodError("Unimplemented", `pod ${options.id} takes image layers as disks, which a restarted vmpod cannot take over`);
+    const started = performance.now();
+    await hypervisor.adopt(spec, handle, signalOpt(options.signal));
+    const exited = hypervisor.wait();
+    const agent = await connectToAgent(spec, exited, options);
+    const timings: BootTimings = { prepareMs: 0, vmStartMs: 0, agentMs: performance.now() - started, sandboxMs: 0 };
+    return new PodVm(options.id, paths, timings, spec, hypervisor, agent, exited, options.logger);
   }
 
   /** The agent, for calls this class does not wrap. */
@@ -286,6 +318,23 @@ export class PodVm {
   private checkContainerId(id: string): void {
     if (!isSafeId(id)) throw new VmpodError("InvalidArgument", `container id ${JSON.stringify(id)} is not a safe name`);
   }
+}
+
+/** Connects to the VM's agent, giving up when the VM exits. */
+async function connectToAgent(
+  spec: VmSpec,
+  exited: Promise<VmExit>,
+  options: { readonly agentDialTimeoutMs: number; readonly agentCallTimeoutMs: number; readonly signal?: AbortSignal },
+): Promise<AgentClient> {
+  const socket = spec.agent?.socketPath;
+  if (!socket) throw new VmpodError("InvalidArgument", "the VM spec has no agent channel");
+  const vmGone = new AbortController();
+  void exited.then(() => vmGone.abort(new VmpodError("Unavailable", "the VM exited")));
+  return connectAgent(new UnixSocketTransport(socket), {
+    timeoutMs: options.agentDialTimeoutMs,
+    callTimeoutMs: options.agentCallTimeoutMs,
+    signal: options.signal ? AbortSignal.any([options.signal, vmGone.signal]) : vmGone.signal,
+  });
 }
 
 function signalOpt(signal: AbortSignal | undefined): { signal?: AbortSignal } {

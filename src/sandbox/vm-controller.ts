@@ -25,6 +25,8 @@ import type { LinuxResources, PodConfig } from "./types.js";
 const MIB = 1024 * 1024;
 /** How long after a container's exit its OOM event may still arrive. */
 const OOM_EVENT_GRACE_MS = 300;
+/** How long a restarted vmpod tries to take over one pod's VM. */
+const REATTACH_TIMEOUT_MS = 30_000;
 
 export interface VmSizing {
   readonly defaultVcpus: number;
@@ -77,9 +79,19 @@ export class VmController implements SandboxController {
     }
   }
 
+  /**
+   * Takes the pod's VM over when it outlived vmpod. When it cannot (QEMU
+   * died meanwhile, say), what is left of the VM is stopped and its state
+   * removed, and the pod reports NOTREADY.
+   */
   async recover(id: string, _config: PodConfig): Promise<PodSandbox | undefined> {
-    // Reattaching to a VM that outlived the daemon is not built yet: what is
-    // left of it is stopped and its state removed, and the pod reports NOTREADY.
+    try {
+      const vm = await this.engine.reattach(id, AbortSignal.timeout(REATTACH_TIMEOUT_MS));
+      this.logger.info("took over a pod vm that outlived the restart", { pod: id });
+      return new VmSandbox(vm, this.handler, vm.size, podFilePaths(), this.logger.child({ pod: id }));
+    } catch (err) {
+      this.logger.warn("could not take over a pod vm after the restart; removing what is left of it", { pod: id, err: messageOf(err) });
+    }
     await this.engine.cleanupLeftovers(id).catch((err: unknown) => this.logger.warn("could not clean up a pod vm left from before", { pod: id, err: messageOf(err) }));
     return undefined;
   }
@@ -213,6 +225,11 @@ async function writePodFiles(dir: string, content: { hostname: string; resolvCon
   await writeFile(join(dir, "hostname"), `${content.hostname}\n`, { mode: 0o644 });
   await writeFile(join(dir, "resolv.conf"), content.resolvConf.map((l) => `${l}\n`).join(""), { mode: 0o644 });
   await writeFile(join(dir, "hosts"), content.hosts.map((l) => `${l}\n`).join(""), { mode: 0o644 });
+  return podFilePaths();
+}
+
+/** Where the guest sees the pod's /etc files. */
+function podFilePaths(): { hostname: string; resolvConf: string; hosts: string } {
   const guest = `${GUEST_SHARED_DIR}/${POD_FILES_DIR}`;
   return { hostname: `${guest}/hostname`, resolvConf: `${guest}/resolv.conf`, hosts: `${guest}/hosts` };
 }
