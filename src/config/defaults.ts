@@ -43,5 +43,12 @@ export function defaultConfig(assetDir: string): Config {
       sandboxImage: "registry.k8s.io/pause:3.10",
       registries: {},
     },
+    network: {
+      confDir: "/etc/cni/net.d",
+      binDirs: ["/opt/cni/bin", "/usr/lib/cni"],
+      cacheDir: "/var/lib/vmpod/cni",
+      pluginTimeoutMs: 30_000,
+      interNetworkingModel: "tcfilter",
+    },
   };
 }

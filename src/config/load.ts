@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { parse } from "smol-toml";
 import { VmpodError, messageOf } from "../common/errors.js";
 import { defaultConfig } from "./defaults.js";
-import type { Acceleration, BlockDeviceDriver, Config, HandlerConfig, MachineType, RegistryHostConfig, SharedFs } from "./types.js";
+import type { Acceleration, BlockDeviceDriver, Config, HandlerConfig, InterNetworkingModel, MachineType, RegistryHostConfig, SharedFs } from "./types.js";
 
 export interface Loaded {
   readonly config: Config;
@@ -73,6 +73,13 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       sandboxImage: reader.str("image.sandbox_image", d.image.sandboxImage),
       registries: reader.registries("registries"),
     },
+    network: {
+      confDir: reader.str("cni.conf_dir", d.network.confDir),
+      binDirs: reader.paths("cni.bin_dirs", d.network.binDirs),
+      cacheDir: reader.str("cni.cache_dir", d.network.cacheDir),
+      pluginTimeoutMs: reader.int("cni.plugin_timeout", d.network.pluginTimeoutMs / 1000, 1, 3600) * 1000,
+      interNetworkingModel: reader.oneOf<InterNetworkingModel>("runtime.internetworking_model", ["tcfilter", "macvtap"], d.network.interNetworkingModel),
+    },
   };
   if (!(config.runtime.defaultHandler in config.runtime.handlers)) {
     throw new VmpodError("InvalidArgument", `${source}: runtime.default_handler = ${JSON.stringify(config.runtime.defaultHandler)} is not among runtime.handlers (${Object.keys(config.runtime.handlers).join(", ")})`);
@@ -127,6 +134,14 @@ class Reader {
     if (typeof v === "string") return v.split(/\s+/).filter((w) => w !== "");
     if (Array.isArray(v) && v.every((w) => typeof w === "string")) return v as string[];
     throw this.bad(key, "a string or an array of strings", v);
+  }
+
+  /** A non-empty array of absolute paths. */
+  paths(key: string, fallback: readonly string[]): readonly string[] {
+    const v = this.get(key);
+    if (v === undefined) return fallback;
+    if (!Array.isArray(v) || v.length === 0 || !v.every((p) => typeof p === "string" && p.startsWith("/"))) throw this.bad(key, "a non-empty array of absolute paths", v);
+    return v as string[];
   }
 
   bool(key: string, fallback: boolean): boolean {

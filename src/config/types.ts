@@ -94,10 +94,30 @@ export interface ImageConfig {
   readonly registries: Readonly<Record<string, RegistryHostConfig>>;
 }
 
+/**
+ * How the pod's network reaches the VM inside its netns: "tcfilter", a tap
+ * joined to the CNI interface by TC mirred redirects both ways; "macvtap", a
+ * macvtap on the CNI interface (Kata's `internetworking_model`).
+ */
+export type InterNetworkingModel = "tcfilter" | "macvtap";
+
+export interface NetworkConfig {
+  /** Where CNI network configurations are read from (the lexically first one is used). */
+  readonly confDir: string;
+  /** Where CNI plugin binaries are searched for, in order. */
+  readonly binDirs: readonly string[];
+  /** Where the results of CNI ADD and the pods' network records are kept, for DEL after a restart. */
+  readonly cacheDir: string;
+  /** Milliseconds one CNI plugin call may take. */
+  readonly pluginTimeoutMs: number;
+  readonly interNetworkingModel: InterNetworkingModel;
+}
+
 export interface Config {
   readonly hypervisor: HypervisorConfig;
   readonly agent: AgentConfig;
   readonly runtime: RuntimeConfig;
   readonly image: ImageConfig;
   readonly cri: CriConfig;
+  readonly network: NetworkConfig;
 }

@@ -124,4 +124,46 @@ stream_token_ttl = 30
     check(`[runtime.handlers.Bad_Name]\ntype = "vm"`, /DNS label/);
     check(`[cri]\nstream_address = "localhost"`, /host:port/);
   });
+
+  it("reads the [cni] section and Kata's internetworking_model", () => {
+    const { config, warnings } = parseConfig(
+      `[runtime]
+internetworking_model = "macvtap"
+[cni]
+conf_dir = "/etc/vmpod/net.d"
+bin_dirs = ["/usr/libexec/cni"]
+cache_dir = "/var/lib/vmpod/net"
+plugin_timeout = 5
+plugin_dir = "typo"
+`,
+      "c.toml",
+      "/a",
+    );
+    assert.deepEqual(config.network, {
+      confDir: "/etc/vmpod/net.d",
+      binDirs: ["/usr/libexec/cni"],
+      cacheDir: "/var/lib/vmpod/net",
+      pluginTimeoutMs: 5_000,
+      interNetworkingModel: "macvtap",
+    });
+    assert.deepEqual(warnings, ["c.toml: unknown key cni.plugin_dir"]);
+    assert.deepEqual(parseConfig("", "c.toml", "/a").config.network, {
+      confDir: "/etc/cni/net.d",
+      binDirs: ["/opt/cni/bin", "/usr/lib/cni"],
+      cacheDir: "/var/lib/vmpod/cni",
+      pluginTimeoutMs: 30_000,
+      interNetworkingModel: "tcfilter",
+    });
+  });
+
+  it("refuses bad [cni] values, naming the file and key", () => {
+    const check = (text: string, pattern: RegExp) =>
+      assert.throws(() => parseConfig(text, "/etc/vmpod/c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
+    check(`[cni]\nbin_dirs = "/opt/cni/bin"`, /\/etc\/vmpod\/c\.toml: cni\.bin_dirs must be a non-empty array of absolute paths/);
+    check(`[cni]\nbin_dirs = []`, /cni\.bin_dirs must be a non-empty array/);
+    check(`[cni]\nbin_dirs = ["relative/bin"]`, /cni\.bin_dirs must be a non-empty array of absolute paths/);
+    check(`[cni]\nplugin_timeout = 0`, /\/etc\/vmpod\/c\.toml: cni\.plugin_timeout = 0 is out of range/);
+    check(`[cni]\nconf_dir = ""`, /cni\.conf_dir must be a non-empty string/);
+    check(`[runtime]\ninternetworking_model = "bridged"`, /runtime\.internetworking_model must be one of tcfilter, macvtap/);
+  });
 });
