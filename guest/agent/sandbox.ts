@@ -14,12 +14,15 @@ import type { OciConfig } from "./oci-spec.js";
 import type { PortForwarder } from "./port-forward.js";
 import { adaptForGuest, checkId } from "./spec-policy.js";
 import { StorageRegistry, type StorageSpec } from "./storage.js";
+import { applySysctls, splitGuestSysctls } from "./sysctl.js";
 
 export interface SandboxDeps extends ContainerDeps {
   readonly storages: StorageRegistry;
   readonly ports: PortForwarder;
   readonly resolvConf: string;
   readonly hostnameFile: string;
+  /** /proc/sys, where the pod's sysctls are set. */
+  readonly procSysDir?: string;
   setHostname(name: string): void;
 }
 
@@ -95,7 +98,9 @@ export class Sandbox {
         held.push(await this.deps.storages.acquire(s));
         undo.push(`release ${s.mountPoint}`, () => this.deps.storages.release(s.mountPoint));
       }
-      const config = await adaptForGuest(req.config, { containerId: req.id, allowedRoots: [...this.shared, ...held] });
+      const adapted = await adaptForGuest(req.config, { containerId: req.id, allowedRoots: [...this.shared, ...held] });
+      const { config, guest: sysctls } = splitGuestSysctls(adapted);
+      await applySysctls(sysctls, this.deps.procSysDir);
       const cgroupsPath = config.linux?.cgroupsPath;
       for (const other of this.containers.values()) {
         if (other.cgroupsPath === cgroupsPath) throw new VmpodError("AlreadyExists", `container ${other.id} already uses cgroup ${cgroupsPath}`);

@@ -195,8 +195,9 @@ export async function buildContainerSpec(input: ContainerSpecInput): Promise<Oci
       cgroupsPath: cgroupsPathFor(handler, pod, input.podId, input.containerId),
       resources,
       ...(devices.nodes.length > 0 ? { devices: devices.nodes } : {}),
-      // In a pod VM the pod's sysctls are the guest's, set once for the pod (see podSysctls).
-      ...(handler === "host" && Object.keys(sysctl).length > 0 ? { sysctl } : {}),
+      // In a pod VM the containers share the guest's network and IPC
+      // namespaces: each container sets the pod's sysctls there again, to the same values.
+      ...(Object.keys(sysctl).length > 0 ? { sysctl } : {}),
       ...(seccomp ? { seccomp } : {}),
       ...(mountPlan.rootfsPropagation === undefined ? {} : { rootfsPropagation: mountPlan.rootfsPropagation }),
       maskedPaths: masks.maskedPaths,

@@ -263,9 +263,10 @@ describe("container spec", () => {
         "fs.mqueue.msg_max": "20",
       });
     });
-    it("in a pod VM: checked but left to the pod (the guest is the pod's namespaces)", async () => {
+    it("in a pod VM: the same, set in the guest's namespaces the pod's containers share", async () => {
       const spec = await buildContainerSpec(input({ pod: pod({ sysctls }) }));
-      assert.equal(spec.linux?.sysctl, undefined);
+      assert.equal(spec.linux?.sysctl?.["kernel.shm_rmid_forced"], "1");
+      assert.equal(spec.linux?.sysctl?.["net.ipv4.conf.eth0/100.forwarding"], "1");
       await assert.rejects(buildContainerSpec(input({ pod: pod({ sysctls: { "vm.swappiness": "1" } }) })), invalid(/vm.swappiness is not namespaced/));
     });
     it("refuses non-namespaced ones, and ones in a namespace shared with the node", async () => {
