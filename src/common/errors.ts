@@ -44,8 +44,14 @@ export function isErrorKind(value: unknown): value is ErrorKind {
 
 /** The message of anything thrown. */
 export function messageOf(err: unknown): string {
+  // `await using`: the step's own error, then the cleanup's that failed after it.
+  if (isSuppressedError(err)) return `${messageOf(err.suppressed)}; cleaning up after it failed too: ${messageOf(err.error)}`;
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+function isSuppressedError(err: unknown): err is Error & { error: unknown; suppressed: unknown } {
+  return err instanceof Error && err.name === "SuppressedError" && "suppressed" in err && "error" in err;
 }
 
 /**
@@ -75,7 +81,8 @@ export function kindOf(err: unknown, seen = new Set<unknown>()): ErrorKind | und
       if (k) return k;
     }
   }
-  return kindOf(e.error, seen) ?? kindOf(e.suppressed, seen);
+  // A SuppressedError's `suppressed` is what went wrong first; `error` the cleanup after it.
+  return kindOf(e.suppressed, seen) ?? kindOf(e.error, seen);
 }
 
 export const notFound = (message: string, cause?: unknown) => new VmpodError("NotFound", message, cause === undefined ? undefined : { cause });

@@ -214,7 +214,11 @@ export class PodVm {
     if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none") and takes no disks for image layers`);
     const target = containerHostRootfs(this.paths, containerId);
     await mkdir(target, { recursive: true, mode: 0o700 });
-    undo.push("remove container dir", () => rm(containerHostDir(this.paths, containerId), { recursive: true, force: true }));
+    undo.push("remove container dir", async () => {
+      // Mounts shared for the container's volumes may already lie below it.
+      await unmountTree(containerHostDir(this.paths, containerId));
+      await rm(containerHostDir(this.paths, containerId), { recursive: true, force: true });
+    });
     if (rootfs.kind === "dir") {
       await bindMount(rootfs.path, target, readonly ? { readonly: true } : {});
     } else {

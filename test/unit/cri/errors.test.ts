@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { status as Code } from "@grpc/grpc-js";
 import { ERROR_KINDS, VmpodError, wrap } from "../../../src/common/errors.js";
+import { Rollback } from "../../../src/common/rollback.js";
 import { codeName, toGrpcStatus } from "../../../src/cri/errors.js";
 
 describe("cri errors: toGrpcStatus", () => {
@@ -41,6 +42,20 @@ describe("cri errors: toGrpcStatus", () => {
     assert.equal(toGrpcStatus(aggregate).code, Code.FAILED_PRECONDITION);
     const suppressed = { name: "SuppressedError", message: "cleanup failed", error: new Error("x"), suppressed: new VmpodError("Unavailable", "agent gone") };
     assert.equal(toGrpcStatus(suppressed).code, Code.UNAVAILABLE);
+  });
+
+  it("names the step's own error first when cleaning up after it failed too (await using)", async () => {
+    const failing = async () => {
+      await using undo = new Rollback();
+      undo.push("unmount", () => {
+        throw new VmpodError("Internal", "device busy");
+      });
+      throw new VmpodError("InvalidArgument", "sysctl foo is unknown");
+    };
+    const err = await failing().catch((e: unknown) => e);
+    const status = toGrpcStatus(new VmpodError("InvalidArgument", "create container c1", { cause: err }));
+    assert.equal(status.code, Code.INVALID_ARGUMENT);
+    assert.match(status.details, /^create container c1: sysctl foo is unknown; cleaning up after it failed too: rollback: undo unmount: device busy$/);
   });
 
   it("maps aborts and timeouts", () => {
