@@ -93,7 +93,8 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
 
   it("runs a pod in a VM with two containers: logs, exec, terminal, port-forward, mounts, events, stop and removal", async () => {
     const rt = daemon.client.runtime;
-    const config = { ...podConfig("vm-pod", daemon.logDir), dnsConfig: { servers: ["10.96.0.10"], searches: ["svc.cluster.local"], options: ["ndots:5"] } };
+    const base = podConfig("vm-pod", daemon.logDir);
+    const config = { ...base, linux: { ...base.linux, sysctls: { "kernel.shm_rmid_forced": "1" } }, dnsConfig: { servers: ["10.96.0.10"], searches: ["svc.cluster.local"], options: ["ndots:5"] } };
     const hostDir = join(daemon.root, "host-data");
     await mkdir(hostDir);
     await writeFile(join(hostDir, "greeting"), "from the host\n");
@@ -140,8 +141,9 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     assert.match(log, /^\S+ stdout F hello from the vm$/m);
     assert.match(log, /^\S+ stderr F oops$/m);
 
-    const files = await rt.execSync({ containerId: c1, cmd: ["sh", "-c", "cat /etc/hostname /etc/resolv.conf /data/greeting; touch /data/nope 2>/dev/null && echo writable"], timeout: 30n });
+    const files = await rt.execSync({ containerId: c1, cmd: ["sh", "-c", "cat /etc/hostname /etc/resolv.conf /data/greeting; echo shm_rmid_forced=$(cat /proc/sys/kernel/shm_rmid_forced); touch /data/nope 2>/dev/null && echo writable"], timeout: 30n });
     const seen = Buffer.from(files.stdout).toString();
+    assert.match(seen, /^shm_rmid_forced=1$/m, "the pod's sysctls are set in the guest");
     assert.match(seen, /^vm-pod$/m);
     assert.match(seen, /^nameserver 10\.96\.0\.10$/m);
     assert.match(seen, /^search svc\.cluster\.local$/m);

@@ -13,6 +13,7 @@ import { createCriClient, type CriClient } from "../src/cri/client.js";
 import { findRepoRoot } from "../src/common/fs.js";
 import { unmountTree } from "../src/common/mount.js";
 import { killProcessesMentioning } from "../src/common/processes.js";
+import { guestImage } from "../test/helpers/vm-fixture.js";
 
 export interface Daemon {
   readonly root: string;
@@ -30,6 +31,8 @@ export interface Daemon {
 }
 
 export async function startDaemon(extraToml = ""): Promise<Daemon> {
+  // The daemon boots the image the guest build made last: build it first if the guest's sources changed.
+  await guestImage();
   const root = await mkdtemp(join(tmpdir(), "vmpod-e2e-"));
   const socket = join(root, "vmpod.sock");
   const logDir = join(root, "logs");
