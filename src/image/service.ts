@@ -222,6 +222,11 @@ export class LocalImageService implements ImageService {
     return { ...rootfs, layers };
   }
 
+  async writableLayerUsage(holder: string): Promise<FilesystemUsage | undefined> {
+    if (!isSafeId(holder) || !this.users.has(holder)) return undefined;
+    return treeUsage(join(this.layout.snapshot(holder), "upper"));
+  }
+
   async release(holder: string): Promise<void> {
     if (!isSafeId(holder)) return;
     await this.change(async () => {

@@ -208,6 +208,12 @@ export interface ImageService {
    * again for the same holder and image gives the same layer.
    */
   use(imageId: Digest, holder: string, options?: { readonly blockImages?: boolean }): Promise<RootfsLayers>;
+  /**
+   * Bytes and inodes of a holder's writable layer on the host; undefined for
+   * an unknown holder. (With block layers a container writes in the guest,
+   * and its layer here stays empty.)
+   */
+  writableLayerUsage(holder: string): Promise<FilesystemUsage | undefined>;
   /** Ends a holder's use and deletes its writable layer. Unknown holders are ignored. */
   release(holder: string): Promise<void>;
   /** The holders using an image. */

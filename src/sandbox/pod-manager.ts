@@ -370,7 +370,8 @@ export class PodManager implements Runtime {
   async containerStats(id: string): Promise<ContainerStatsSample> {
     const { sandbox } = this.running(id);
     const entry = this.container(id);
-    return containerSample(id, entry.record.podId, await sandbox.usage(id));
+    const [usage, layer] = await Promise.all([sandbox.usage(id), this.options.images.writableLayerUsage(id).catch(() => undefined)]);
+    return containerSample(id, entry.record.podId, usage, layer);
   }
 
   async listContainerStats(filter: ContainerFilter = {}): Promise<ContainerStatsSample[]> {

@@ -60,7 +60,7 @@ export function containerStatusOf(r: ContainerRecord): ContainerStatus {
 }
 
 /** A container's sample: the working set is usage less inactive file pages, as kubelet counts it. */
-export function containerSample(containerId: string, podId: string, u: ContainerUsage): ContainerStatsSample {
+export function containerSample(containerId: string, podId: string, u: ContainerUsage, layer?: { readonly usedBytes: number; readonly inodesUsed: number }): ContainerStatsSample {
   const inactive = u.memoryStats.inactive_file ?? u.memoryStats.total_inactive_file ?? 0n;
   return {
     containerId,
@@ -73,6 +73,7 @@ export function containerSample(containerId: string, podId: string, u: Container
     memoryPageFaults: u.memoryStats.pgfault ?? 0n,
     memoryMajorPageFaults: u.memoryStats.pgmajfault ?? 0n,
     memoryLimitBytes: u.memoryLimitBytes,
+    ...(layer ? { writableLayerBytes: BigInt(layer.usedBytes), writableLayerInodes: BigInt(layer.inodesUsed) } : {}),
   };
 }
 

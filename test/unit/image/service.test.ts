@@ -257,7 +257,11 @@ describe("image service (fake registry, fake unpacker)", () => {
     assert.deepEqual([...record.repoTags].sort(), ["docker.io/library/app:1", "docker.io/library/app:2"]);
     await service.remove("app:1");
     assert.deepEqual(service.find(record.id)?.repoTags, ["docker.io/library/app:2"]);
-    await service.use(record.id, "c1");
+    const rootfs = await service.use(record.id, "c1");
+    await writeFile(join(rootfs.upperDir, "written"), "x".repeat(10_000));
+    const layer = await service.writableLayerUsage("c1");
+    assert.ok(layer && layer.usedBytes >= 10_000 && layer.inodesUsed === 2, `the container's writes are counted: ${JSON.stringify(layer)}`);
+    assert.equal(await service.writableLayerUsage("nobody"), undefined);
     await assert.rejects(service.remove("app:2"), (e: unknown) => e instanceof VmpodError && e.kind === "FailedPrecondition" && /in use by container c1/.test(e.message));
     await assert.rejects(service.remove(record.id), (e: unknown) => e instanceof VmpodError && e.kind === "FailedPrecondition");
     assert.ok(service.find(record.id));

@@ -13,7 +13,7 @@ import { VmpodError } from "../../../src/common/errors.js";
 import { silentLogger } from "../../../src/common/log.js";
 import type { OciProcess, OciSpec } from "../../../src/common/oci-spec.js";
 import type { Digest } from "../../../src/image/digest.js";
-import type { ImageRecord, ImageService, RootfsLayers } from "../../../src/image/types.js";
+import type { ImageRecord, ImageService, RootfsLayers, FilesystemUsage } from "../../../src/image/types.js";
 import type { LogSink } from "../../../src/sandbox/container-io.js";
 import type { ContainerUsage, PodCreateRequest, PodSandbox, SandboxController } from "../../../src/sandbox/controller.js";
 import { PodManager, UNTRUSTED_ANNOTATION } from "../../../src/sandbox/pod-manager.js";
@@ -54,6 +54,9 @@ class FakeImages implements ImageService {
   async use(imageId: Digest, holder: string): Promise<RootfsLayers> {
     this.users.add(holder);
     return { imageId, layers: [], upperDir: "/u", workDir: "/w" };
+  }
+  async writableLayerUsage(holder: string): Promise<FilesystemUsage | undefined> {
+    return this.users.has(holder) ? { mountpoint: `/snapshots/${holder}/upper`, usedBytes: 4096, inodesUsed: 3, timestamp: 0 } : undefined;
   }
   async release(holder: string): Promise<void> {
     this.users.delete(holder);
@@ -352,6 +355,8 @@ describe("pod manager (fake pods)", () => {
     assert.equal(r.exitCode, 3);
     const stats = await m.containerStats(id);
     assert.equal(stats.memoryWorkingSetBytes, 70n);
+    assert.equal(stats.writableLayerBytes, 4096n, "the writable layer's bytes on the host");
+    assert.equal(stats.writableLayerInodes, 3n);
   });
 
   it("emits lifecycle events to subscribers", async () => {
