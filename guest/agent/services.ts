@@ -21,6 +21,8 @@ import {
 } from "../../src/gen/agent_pb.js";
 import type { Agent } from "./agent.js";
 import type { CgroupStats } from "./cgroups.js";
+import { GuestNetwork } from "./network.js";
+import { networkService } from "./network-service.js";
 import { processToOci, resourcesToOci, specToOci } from "./oci-spec.js";
 import { checkId } from "./spec-policy.js";
 import { STORAGE_HANDLERS, type StorageSpec } from "./storage.js";
@@ -43,7 +45,8 @@ export function registerAgentServices(server: TtrpcServer, agent: Agent): void {
       return { grpcVersion: "ttrpc", agentVersion: AGENT_VERSION };
     },
   });
-  serve(server, log, AgentService, agentService(agent));
+  const network = new GuestNetwork({ open: async () => (await import("./network-socket.js")).openRtnl(), modulesReady: agent.options.modulesReady, log });
+  serve(server, log, AgentService, { ...agentService(agent), ...networkService(network) });
   serve(server, log, PortForward, {
     async openPort(req, ctx) {
       agent.requireSandbox();
