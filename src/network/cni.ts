@@ -156,7 +156,7 @@ class CniRuntime implements Cni {
     try {
       key = `${path}@${(await stat(path)).mtimeMs}`;
     } catch {
-      // a fake plugin, or one that went: ask it every time
+      // a plugin that is no file (a fake) or went: known by its path alone
     }
     let pending = this.versions.get(key);
     if (!pending) {

@@ -13,7 +13,7 @@ import { Rollback } from "../common/rollback.js";
 import type { NetworkConfig } from "../config/types.js";
 import { createCni, type Cni } from "./cni.js";
 import { processPluginExec, type PluginExec } from "./cni-exec.js";
-import { cniPortMappings, kubernetesCniArgs, type CniRuntimeConf } from "./cni-request.js";
+import { cniPortMappings, formatCniArgs, kubernetesCniArgs, type CniRuntimeConf } from "./cni-request.js";
 import { guestNic, guestRoutes, podDns, podIps } from "./guest-nic.js";
 import { MACVTAP_NAME } from "./macvtap.js";
 import { realNetworkHost, type NetworkHost } from "./network-host.js";
@@ -88,6 +88,7 @@ class CniPodNetwork implements PodNetwork {
       portMappings: request.portMappings,
     };
     const rt = runtimeConf(record.podId, record, netnsPath(ns));
+    formatCniArgs(rt.args); // refuses names CNI_ARGS cannot carry before anything is made
     const log = this.logger.child({ podId: request.podId });
     const rb = new Rollback();
     try {
@@ -96,7 +97,10 @@ class CniPodNetwork implements PodNetwork {
       const path = await this.host.createNetns(ns);
       rb.push("netns", () => this.host.removeNetns(ns));
       // Pushed first: a chain that fails halfway leaves what the plugins before made.
-      rb.push("CNI ADD", () => this.cni.del(rt));
+      // ADD caches the attachment before its first plugin runs: no entry, nothing to undo.
+      rb.push("CNI ADD", async () => {
+        if (await this.cni.cached(rt.containerId, rt.ifName)) await this.cni.del(rt);
+      });
       const result = await this.cni.add(rt, signal);
       const link = await this.host.readLink(ns, POD_IFNAME);
       if (link === undefined) throw new VmpodError("Internal", `the CNI network left no ${POD_IFNAME} in netns ${ns}`);
@@ -164,8 +168,8 @@ class CniPodNetwork implements PodNetwork {
           await undo().catch((err: unknown) => log.warn(`tear down: remove ${what}`, { error: err }));
         }
       }
-      if (record !== undefined || (await this.cni.cached(podId, POD_IFNAME))) {
-        // What ADD was given comes from the CNI cache when it is there.
+      if (await this.cni.cached(podId, POD_IFNAME)) {
+        // What ADD was given comes from the CNI cache; the netns is as it is now.
         await this.cni.del(runtimeConf(podId, record, present ? netnsPath(ns) : ""));
       }
       await this.host.removeNetns(ns);
