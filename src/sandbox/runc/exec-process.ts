@@ -9,7 +9,10 @@
  * runtime puts it in raw mode, allocates the container's own terminal and
  * copies between the two. A resize sets the pair's window size and sends
  * SIGWINCH to the runtime, which copies the new size to the container's
- * terminal. (Receiving the container's terminal over a console socket
+ * terminal. The process's consoleSize (the client's first size) is set on
+ * the pair before the runtime starts: the runtime gives it to the
+ * container's terminal before the process runs, then copies the pair's
+ * size over it, which must then be the same. (Receiving the container's terminal over a console socket
  * would need `exec --detach`, and a detached process's exit status is lost
  * to a daemon that is not a subreaper.)
  *
@@ -56,7 +59,7 @@ export async function startExec(req: ExecRequest): Promise<ExecProcess> {
   await writeFile(processFile, JSON.stringify({ ...req.process, terminal }), { mode: 0o600 });
   const args = ["--root", req.runtimeRoot, "exec", "--process", processFile, ...(terminal ? ["--tty"] : []), req.containerId];
   try {
-    return terminal ? await startTerminal(req.runtime, args, processFile) : await startPiped(req.runtime, args, processFile, req.stdin);
+    return terminal ? await startTerminal(req.runtime, args, processFile, req.process.consoleSize) : await startPiped(req.runtime, args, processFile, req.stdin);
   } catch (err) {
     await rm(processFile, { force: true });
     throw err;
@@ -102,11 +105,15 @@ async function startPiped(runtime: string, args: string[], processFile: string, 
   };
 }
 
-async function startTerminal(runtime: string, args: string[], processFile: string): Promise<ExecProcess> {
+async function startTerminal(runtime: string, args: string[], processFile: string, size: OciProcess["consoleSize"]): Promise<ExecProcess> {
   const { master, slave } = openPty();
   let child: ChildProcess;
   try {
+    if (size) setWindowSize(master, size.height, size.width);
     child = spawn(runtime, args, { stdio: [slave, slave, slave], detached: true });
+  } catch (err) {
+    closeSync(master);
+    throw err;
   } finally {
     closeSync(slave);
   }

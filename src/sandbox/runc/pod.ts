@@ -25,6 +25,7 @@ import type { ProcessIo } from "../process-io.js";
 import { bundleSpec } from "./bundle-spec.js";
 import type { Cgroups } from "./cgroups.js";
 import { startExec, type ExecProcess } from "./exec-process.js";
+import { resizeFirstTerminal } from "./first-terminal.js";
 import { containerPaths, type ContainerPaths, type PodPaths } from "./layout.js";
 import { removePodNamespaces } from "./namespaces.js";
 import { OutputTail } from "./output-tail.js";
@@ -171,7 +172,7 @@ export class RuncPod implements PodSandbox {
       ...(stderr ? { stderr } : {}),
       ...(stdin ? { stdin } : {}),
       wait: (o) => this.wait(containerId, "", o ?? {}),
-      resize: () => Promise.reject(new VmpodError("Unimplemented", "resizing the terminal of a host container's first process is not supported")),
+      resize: (rows, columns) => resizeFirstTerminal(p, containerId, rows, columns),
     };
   }
 

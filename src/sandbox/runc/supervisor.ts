@@ -12,7 +12,8 @@
  * started again afterwards.
  *
  * A container with a terminal runs under util-linux script(1), which gives
- * the runtime the terminal it wants on its own stdio.
+ * the runtime the terminal it wants on its own stdio (and through which it
+ * is resized, first-terminal.ts).
  *
  * Memory per container, measured here with four idle containers (the
  * integration test prints it): the supervisor sh 1.7 MiB RSS, 0.5 MiB PSS;

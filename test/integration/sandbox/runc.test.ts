@@ -83,6 +83,43 @@ async function readUntil(stream: Readable, pattern: RegExp, ms = 10_000): Promis
   }
 }
 
+/** Gathers a stream's text as it comes, without ending it: `until` waits for a pattern in what came so far. */
+function collect(stream: Readable): { until(pattern: RegExp, ms?: number): Promise<string> } {
+  let text = "";
+  let ended = false;
+  const waiters = new Set<() => void>();
+  const wake = () => {
+    for (const w of waiters) w();
+  };
+  stream.on("data", (chunk: Buffer) => {
+    text += chunk.toString();
+    wake();
+  });
+  stream.once("close", () => {
+    ended = true;
+    wake();
+  });
+  return {
+    async until(pattern, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      while (!pattern.test(text)) {
+        if (ended) throw new Error(`stream ended without ${pattern}; got ${JSON.stringify(text)}`);
+        if (Date.now() > deadline) throw new Error(`no ${pattern} within ${ms} ms; got ${JSON.stringify(text)}`);
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            waiters.delete(done);
+            clearTimeout(timer);
+            resolve();
+          };
+          const timer = setTimeout(done, 100);
+          waiters.add(done);
+        });
+      }
+      return text;
+    },
+  };
+}
+
 /** Resident and proportional set sizes (shared pages divided among their users), KiB. */
 async function memoryKiB(pid: number): Promise<{ rss: number; pss: number }> {
   const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8");
@@ -182,6 +219,13 @@ for (const runtimePath of RUNTIMES) {
       const ex = await p.exec("c1", "e1", proc(["sh", "-c", "echo in $(hostname); echo err >&2; exit 5"]), { stdin: false });
       assert.deepEqual(await Promise.all([readAll(ex.stdout), readAll(ex.stderr as Readable), ex.wait()]), [`in pod-${n}\n`, "err\n", 5]);
 
+      // The size the process is made with is there from its first instruction on.
+      for (let i = 0; i < 3; i++) {
+        const sized = await p.exec("c1", `s${i}`, proc(["stty", "size"], { terminal: true, consoleSize: { height: 33, width: 101 } }), { stdin: false });
+        assert.equal(await readAll(sized.stdout), "33 101\r\n");
+        assert.equal(await sized.wait(), 0);
+      }
+
       const t = await p.exec("c1", "t1", proc(["sh"], { terminal: true }), { stdin: true });
       assert.equal(t.stderr, undefined);
       await t.resize(33, 101);
@@ -208,6 +252,38 @@ for (const runtimePath of RUNTIMES) {
       await seen;
       assert.equal(await p.wait("t", ""), 6);
       io.stdout.destroy();
+    });
+
+    it("resizes the terminal of a first process, also after the daemon is gone, and refuses one without a terminal", async () => {
+      const podName = `pod-${n}`;
+      let p = await newPod(podName);
+      let io = await container(p, "t", spec(["sh"], { process: { terminal: true, env: ["PATH=/bin", "TERM=xterm"] } }), { stdin: true });
+      let out = collect(io.stdout);
+      await io.resize(33, 101);
+      io.stdin?.write("echo size $(stty size)\n");
+      await out.until(/size 33 101\r?\n/);
+
+      // The daemon "dies" (its input writer goes once the next one holds the FIFO, or the shell would read EOF); the next one resizes the same terminal.
+      io.stdout.destroy();
+      const again = new RuncController({ runtimePath, stateRoot, logger: silentLogger });
+      const recovered = await again.recover(podName, podConfig(podName));
+      assert.ok(recovered, "the pod was not recovered");
+      pod = p = recovered;
+      const before = io;
+      io = p.io("t", "", { stdin: true, terminal: true });
+      before.stdin?.destroy();
+      out = collect(io.stdout);
+      await io.resize(40, 120);
+      io.stdin?.write("echo size $(stty size); exit 6\n");
+      await out.until(/size 40 120\r?\n/);
+      assert.equal(await p.wait("t", ""), 6);
+      await io.resize(50, 130);
+      io.stdout.destroy();
+
+      const plain = await container(p, "plain", spec(["sleep", "1000"]));
+      await assert.rejects(plain.resize(10, 10), (err: unknown) => (err as { kind?: string }).kind === "FailedPrecondition");
+      plain.stdout.destroy();
+      plain.stderr?.destroy();
     });
 
     it("stops a container with SIGTERM, then SIGKILL when it ignores it, on removal", async () => {
