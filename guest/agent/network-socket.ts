@@ -24,15 +24,9 @@ import {
   replaceRouteRequest,
   routeDumpRequest,
   setLinkRequest,
-  type AddressChange,
-  type AddressInfo,
-  type LinkChange,
-  type LinkInfo,
   type NlMessage,
-  type RouteChange,
-  type RouteInfo,
-  type Rtnl,
 } from "./network-netlink.js";
+import type { AddressChange, AddressInfo, LinkChange, LinkInfo, RouteChange, RouteInfo, Rtnl } from "./network-rtnl.js";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;

@@ -22,12 +22,8 @@ import {
   RTN_UNICAST,
   RTNH_F_ONLINK,
   RTPROT_KERNEL,
-  type AddressChange,
-  type AddressInfo,
-  type LinkInfo,
-  type RouteInfo,
-  type Rtnl,
 } from "./network-netlink.js";
+import type { AddressChange, AddressInfo, LinkInfo, RouteInfo, Rtnl } from "./network-rtnl.js";
 import {
   checkInterface,
   checkRoute,

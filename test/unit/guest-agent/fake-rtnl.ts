@@ -14,14 +14,8 @@ import {
   RTN_UNICAST,
   RTPROT_BOOT,
   RTPROT_KERNEL,
-  type AddressChange,
-  type AddressInfo,
-  type LinkChange,
-  type LinkInfo,
-  type RouteChange,
-  type RouteInfo,
-  type Rtnl,
 } from "../../../guest/agent/network-netlink.js";
+import type { AddressChange, AddressInfo, LinkChange, LinkInfo, RouteChange, RouteInfo, Rtnl } from "../../../guest/agent/network-rtnl.js";
 
 const errno = constants.errno;
 
