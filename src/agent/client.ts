@@ -10,7 +10,20 @@ import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { AgentService, Health, HealthCheckResponse_ServingStatus, PortForward } from "../gen/agent_pb.js";
 import type { TtrpcClient } from "./ttrpc/client.js";
 import { unary, type UnaryMethod } from "./ttrpc/typed.js";
-import { processToProto, resourcesToProto, specToProto, statsFromProto, storageToProto, type ContainerStats, type Storage } from "./translate.js";
+import type { InterfaceConfig, InterfaceStatus, RouteConfig } from "./network-types.js";
+import {
+  interfaceFromProto,
+  interfaceToProto,
+  processToProto,
+  resourcesToProto,
+  routeFromProto,
+  routeToProto,
+  specToProto,
+  statsFromProto,
+  storageToProto,
+  type ContainerStats,
+  type Storage,
+} from "./translate.js";
 
 export interface AgentCallOptions {
   readonly signal?: AbortSignal;
@@ -143,6 +156,38 @@ export class AgentClient {
 
   async reseedRandomDev(data: Uint8Array, options?: AgentCallOptions): Promise<void> {
     await this.call(AgentService.method.reseedRandomDev, { data }, options);
+  }
+
+  /**
+   * Gives the guest's link with `nic.mac` its name, MTU and addresses (the
+   * others it had go, but IPv6 link-local ones) and brings it up; returns it
+   * as it now is. Needs no sandbox. The guest waits for the NIC's driver
+   * for a while after boot; an unknown MAC is NotFound, a malformed value
+   * InvalidArgument.
+   */
+  async updateInterface(nic: InterfaceConfig, options?: AgentCallOptions): Promise<InterfaceStatus> {
+    const r = await this.call(AgentService.method.updateInterface, { interface: interfaceToProto(nic) }, options);
+    return interfaceFromProto(r);
+  }
+
+  /**
+   * Makes `routes` the guest's routes (besides the kernel's own and
+   * loopback's), on-link ones first; returns them as applied. A device the
+   * guest has not is NotFound; a gateway it cannot reach FailedPrecondition,
+   * with the old routes left in place.
+   */
+  async updateRoutes(routes: readonly RouteConfig[], options?: AgentCallOptions): Promise<RouteConfig[]> {
+    const r = await this.call(AgentService.method.updateRoutes, { routes: { Routes: routes.map(routeToProto) } }, options);
+    return r.Routes.map(routeFromProto);
+  }
+
+  async listInterfaces(options?: AgentCallOptions): Promise<InterfaceStatus[]> {
+    return (await this.call(AgentService.method.listInterfaces, {}, options)).Interfaces.map(interfaceFromProto);
+  }
+
+  /** The guest's main-table routes of both families, the kernel's own included, but loopback's. */
+  async listRoutes(options?: AgentCallOptions): Promise<RouteConfig[]> {
+    return (await this.call(AgentService.method.listRoutes, {}, options)).Routes.map(routeFromProto);
   }
 
   /** Opens a TCP connection to `port` on the guest's loopback; returns its id. */

@@ -4,14 +4,20 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { OciLinux, OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
-import type {
-  LinuxResourcesSchema,
-  LinuxSchema,
-  ProcessSchema,
-  SpecSchema,
-  StatsContainerResponse,
-  StorageSchema,
+import {
+  IPFamily,
+  type Interface,
+  type InterfaceSchema,
+  type LinuxResourcesSchema,
+  type LinuxSchema,
+  type ProcessSchema,
+  type Route,
+  type RouteSchema,
+  type SpecSchema,
+  type StatsContainerResponse,
+  type StorageSchema,
 } from "../gen/agent_pb.js";
+import type { InterfaceConfig, InterfaceStatus, IpFamily, RouteConfig, RouteScope } from "./network-types.js";
 
 /**
  * A filesystem the guest agent provides to the sandbox or a container,
@@ -175,4 +181,63 @@ export function statsFromProto(r: StatsContainerResponse): ContainerStats {
     memoryStats: { ...(cg?.memoryStats?.stats ?? {}) },
     pids: cg?.pidsStats?.current ?? 0n,
   };
+}
+
+/** The kernel's route scopes (rtnetlink's RT_SCOPE_*), as the agent protocol carries them. */
+const SCOPE_NUMBERS: Readonly<Record<RouteScope, number>> = { universe: 0, link: 253, host: 254 };
+const IFF_UP = 1;
+
+export function interfaceToProto(i: InterfaceConfig): MessageInitShape<typeof InterfaceSchema> {
+  return {
+    device: i.name,
+    name: i.name,
+    hwAddr: i.mac,
+    mtu: BigInt(i.mtu),
+    IPAddresses: i.addresses.map((a) => ({ family: familyToProto(a.family), address: a.address, mask: String(a.prefixLength) })),
+  };
+}
+
+export function interfaceFromProto(i: Interface): InterfaceStatus {
+  return {
+    name: i.name,
+    mac: i.hwAddr,
+    mtu: Number(i.mtu),
+    up: (i.rawFlags & IFF_UP) !== 0,
+    addresses: i.IPAddresses.map((a) => ({ family: familyFromProto(a.family), address: a.address, prefixLength: Number(a.mask) })),
+  };
+}
+
+/** Kata's conventions: the default route's destination is empty; the scope a number. */
+export function routeToProto(r: RouteConfig): MessageInitShape<typeof RouteSchema> {
+  const isDefault = r.destination === (r.family === 4 ? "0.0.0.0/0" : "::/0") || r.destination === "default";
+  return {
+    family: familyToProto(r.family),
+    dest: isDefault ? "" : r.destination,
+    gateway: r.gateway ?? "",
+    device: r.device,
+    source: r.source ?? "",
+    scope: SCOPE_NUMBERS[r.scope ?? (r.gateway === undefined ? "link" : "universe")],
+  };
+}
+
+export function routeFromProto(r: Route): RouteConfig {
+  const family = familyFromProto(r.family);
+  // Scopes between universe and link (site) read as universe.
+  const scope: RouteScope = r.scope === SCOPE_NUMBERS.host ? "host" : r.scope === SCOPE_NUMBERS.link ? "link" : "universe";
+  return {
+    family,
+    destination: r.dest === "" ? (family === 4 ? "0.0.0.0/0" : "::/0") : r.dest,
+    device: r.device,
+    scope,
+    ...(r.gateway === "" ? {} : { gateway: r.gateway }),
+    ...(r.source === "" ? {} : { source: r.source }),
+  };
+}
+
+function familyToProto(family: IpFamily): IPFamily {
+  return family === 4 ? IPFamily.v4 : IPFamily.v6;
+}
+
+function familyFromProto(family: IPFamily): IpFamily {
+  return family === IPFamily.v6 ? 6 : 4;
 }
