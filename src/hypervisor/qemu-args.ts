@@ -16,6 +16,10 @@
  *   emulates `max`, every feature TCG has: the guest's node then starts
  *   about 1 s sooner than on the default qemu64 model (measured with the
  *   guest image's agent), which outweighs the kernel's longer boot.
+ * - Network cards last, after the SCSI controller, for the same reason: a
+ *   `tap` netdev on a descriptor QEMU inherits (no vhost: the hosts have no
+ *   /dev/vhost-net), the card carrying the pod's MAC address; on q35 without
+ *   an option ROM (the guest boots its kernel directly, never from the NIC).
  * - The serial console goes to a file; QMP to a unix socket; no display, no
  *   default devices, no user config, and QEMU exits instead of rebooting.
  *   The process is not daemonized: the supervisor owns it.
@@ -32,6 +36,18 @@ export const QEMU_IDS = {
   memory: "mem",
   scsiController: "scsi0",
 } as const;
+
+/** The descriptor number of the first tap in QEMU (after stdin, stdout, stderr). */
+export const FIRST_TAP_FD = 3;
+
+/**
+ * The tap descriptors to hand QEMU, in order: the launcher makes the i-th
+ * its descriptor FIRST_TAP_FD + i (Node's spawn: `stdio: [in, out, err,
+ * ...passedFds(spec)]`), which is what the command line names.
+ */
+export function passedFds(spec: VmSpec): number[] {
+  return (spec.network?.nics ?? []).map((nic) => nic.tapFd);
+}
 
 /** The bus of the SCSI controller that hot-added disks go on. */
 export const SCSI_BUS = `${QEMU_IDS.scsiController}.0`;
@@ -133,6 +149,11 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   if (spec.blockHotplug?.driver === "virtio-scsi") {
     add("-device", opts(microvm ? "virtio-scsi-device" : "virtio-scsi-pci", { id: QEMU_IDS.scsiController }));
   }
+
+  (spec.network?.nics ?? []).forEach((nic, i) => {
+    add("-netdev", opts("tap", { id: nic.id, fd: FIRST_TAP_FD + i }));
+    add("-device", opts(microvm ? "virtio-net-device" : "virtio-net-pci", { netdev: nic.id, mac: nic.mac.toLowerCase(), romfile: microvm ? undefined : "" }));
+  });
   return args;
 }
 

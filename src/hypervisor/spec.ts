@@ -56,6 +56,27 @@ export interface BlockHotplugSpec {
   readonly driver: BlockDeviceDriver;
 }
 
+/**
+ * A network card whose other end is a tap device the host opened (in the
+ * pod's network namespace, joined to its CNI interface by TC redirection).
+ * QEMU gets the tap as an inherited file descriptor, never by name.
+ */
+export interface NicSpec {
+  /** QEMU's netdev id. */
+  readonly id: string;
+  /** The guest NIC's MAC address, "aa:bb:cc:dd:ee:ff" (the CNI interface's). */
+  readonly mac: string;
+  /**
+   * The open tap, a descriptor of vmpod's process. The launcher passes the
+   * NICs' descriptors in order as QEMU's 3, 4, ... (qemu-args.ts, passedFds).
+   */
+  readonly tapFd: number;
+}
+
+export interface NetworkSpec {
+  readonly nics: readonly NicSpec[];
+}
+
 export interface KernelBoot {
   readonly kernel: string;
   readonly initrd?: string;
@@ -105,6 +126,8 @@ export interface VmSpec {
    * often hangs waiting for the first timer tick on a loaded host.
    */
   readonly tscKhz?: number;
+  /** The pod's network cards. */
+  readonly network?: NetworkSpec;
 }
 
 /** The file names vmpod uses inside a VM's run directory. */
@@ -135,6 +158,8 @@ const MAX_TAG_BYTES = 36;
 const MAX_VCPUS = 255;
 const MIN_MEMORY_MIB = 64;
 const MAX_HOTPLUG_PORTS = 32;
+/** More than a pod has any use for; each is a descriptor QEMU inherits. */
+const MAX_NICS = 8;
 
 /** True when guest RAM must be a shared memfd (virtio-fs now or later). */
 export function needsSharedMemory(spec: VmSpec): boolean {
@@ -190,6 +215,34 @@ export function validateSpec(spec: VmSpec): void {
     if (driver === "virtio-blk" && (spec.hotplugPorts ?? 0) === 0) fail("block devices on virtio-blk need hotplugPorts");
   }
   if (spec.tscKhz !== undefined && (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0)) fail(`tscKhz must be a positive integer`);
+  if (spec.network) checkNetwork(spec.network, fail);
+}
+
+function checkNetwork(network: NetworkSpec, fail: (what: string) => never): void {
+  if (network.nics.length > MAX_NICS) fail(`at most ${MAX_NICS} network cards, not ${network.nics.length}`);
+  const ids = new Set<string>();
+  const macs = new Set<string>();
+  const fds = new Set<number>();
+  for (const nic of network.nics) {
+    // QEMU ids: a letter, then letters, digits, '-', '.', '_'.
+    if (!/^[A-Za-z][A-Za-z0-9._-]{0,31}$/.test(nic.id)) fail(`bad network card id ${JSON.stringify(nic.id)}`);
+    if (ids.has(nic.id)) fail(`network card id ${nic.id} is used twice`);
+    ids.add(nic.id);
+    if (!isUnicastMac(nic.mac)) fail(`network card ${nic.id}: ${JSON.stringify(nic.mac)} is not a unicast MAC address aa:bb:cc:dd:ee:ff`);
+    const mac = nic.mac.toLowerCase();
+    if (macs.has(mac)) fail(`network card ${nic.id}: MAC address ${mac} is used twice`);
+    macs.add(mac);
+    if (!Number.isInteger(nic.tapFd) || nic.tapFd < 0) fail(`network card ${nic.id}: bad tap descriptor ${nic.tapFd}`);
+    if (fds.has(nic.tapFd)) fail(`network card ${nic.id}: tap descriptor ${nic.tapFd} is used twice`);
+    fds.add(nic.tapFd);
+  }
+}
+
+/** "aa:bb:cc:dd:ee:ff" (either case), neither multicast nor all zeros. */
+function isUnicastMac(mac: string): boolean {
+  if (!/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(mac)) return false;
+  const first = Number.parseInt(mac.slice(0, 2), 16);
+  return (first & 1) === 0 && !/^(00:){5}00$/.test(mac);
 }
 
 /** Checks a virtio-fs tag; throws InvalidArgument. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { VmpodError } from "../../../src/common/errors.js";
 import { defaultConfig } from "../../../src/config/defaults.js";
-import { buildQemuArgs, optValue } from "../../../src/hypervisor/qemu-args.js";
+import { buildQemuArgs, optValue, passedFds } from "../../../src/hypervisor/qemu-args.js";
 import { vmSpecFromConfig } from "../../../src/hypervisor/spec-from-config.js";
 import { validateSpec, type VmSpec } from "../../../src/hypervisor/spec.js";
 
@@ -199,6 +199,43 @@ describe("qemu command line", () => {
     assert.ok(!buildQemuArgs(spec).some((a) => a.includes("scsi")));
   });
 
+  it("gives a microvm its network cards last, on the taps QEMU inherits as descriptors 3, 4, ...", () => {
+    const network = {
+      nics: [
+        { id: "net0", mac: "52:54:00:AB:CD:01", tapFd: 41 },
+        { id: "net1", mac: "52:54:00:ab:cd:02", tapFd: 17 },
+      ],
+    };
+    const spec: VmSpec = { ...base, ...guest, blockHotplug: { driver: "virtio-scsi" }, network };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec).slice(-10), [
+      "-device", "virtio-scsi-device,id=scsi0",
+      "-netdev", "tap,id=net0,fd=3",
+      "-device", "virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:01",
+      "-netdev", "tap,id=net1,fd=4",
+      "-device", "virtio-net-device,netdev=net1,mac=52:54:00:ab:cd:02",
+    ]);
+    assert.deepEqual(passedFds(spec), [41, 17]);
+  });
+
+  it("gives q35 PCI network cards without an option ROM", () => {
+    const spec: VmSpec = { ...base, ...guest, machine: "q35", network: { nics: [{ id: "net0", mac: "52:54:00:ab:cd:01", tapFd: 9 }] } };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec).slice(-4), [
+      "-netdev", "tap,id=net0,fd=3",
+      "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:01,romfile=",
+    ]);
+  });
+
+  it("passes no descriptors and adds no card without a network", () => {
+    const spec: VmSpec = { ...base, ...guest };
+    assert.deepEqual(passedFds(spec), []);
+    assert.deepEqual(passedFds({ ...spec, network: { nics: [] } }), []);
+    assert.ok(!buildQemuArgs({ ...spec, network: { nics: [] } }).some((a) => a.includes("net")));
+  });
+
   it("doubles commas inside option values but not in plain arguments", () => {
     const dir = "/tmp/a,b";
     const spec: VmSpec = {
@@ -241,6 +278,20 @@ describe("vm spec", () => {
     invalid({ ...base, blockHotplug: { driver: "virtio-blk" } }, /q35/);
     invalid({ ...base, machine: "q35", blockHotplug: { driver: "virtio-blk" } }, /hotplugPorts/);
     invalid({ ...base, blockHotplug: { driver: "ide" as "virtio-scsi" } }, /block device driver/);
+    const nic = { id: "net0", mac: "52:54:00:00:00:01", tapFd: 5 };
+    const nics = (...list: { id: string; mac: string; tapFd: number }[]): VmSpec => ({ ...base, network: { nics: list } });
+    invalid(nics({ ...nic, id: "0net" }), /id/);
+    invalid(nics({ ...nic, id: "net,0" }), /id/);
+    invalid(nics(nic, { ...nic, mac: "52:54:00:00:00:02", tapFd: 6 }), /net0 is used twice/);
+    invalid(nics({ ...nic, mac: "52:54:00:00:01" }), /MAC/);
+    invalid(nics({ ...nic, mac: "52-54-00-00-00-01" }), /MAC/);
+    invalid(nics({ ...nic, mac: "01:00:5e:00:00:01" }), /unicast/);
+    invalid(nics({ ...nic, mac: "00:00:00:00:00:00" }), /unicast/);
+    invalid(nics(nic, { id: "net1", mac: "52:54:00:00:00:01".toUpperCase(), tapFd: 6 }), /MAC address 52:54:00:00:00:01 is used twice/);
+    invalid(nics({ ...nic, tapFd: -1 }), /descriptor/);
+    invalid(nics({ ...nic, tapFd: 1.5 }), /descriptor/);
+    invalid(nics(nic, { id: "net1", mac: "52:54:00:00:00:02", tapFd: 5 }), /descriptor 5 is used twice/);
+    invalid(nics(...Array.from({ length: 9 }, (_, i) => ({ id: `n${i}`, mac: `52:54:00:00:00:1${i}`, tapFd: 10 + i }))), /at most 8/);
   });
 
   it("is built from the configuration, with the guest's kernel parameters before the configured ones", () => {
