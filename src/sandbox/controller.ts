@@ -32,6 +32,8 @@ export interface PodSandbox {
   readonly handler: string;
   /** Resolves when the pod's VM (or equivalent) is gone, whoever stopped it. */
   readonly gone: Promise<void>;
+  /** The pod's IP addresses, the primary first; absent or empty for a pod without a network of its own. */
+  readonly ips?: readonly string[];
   /** Free-form facts for verbose status (pid, acceleration, ...). */
   info(): Readonly<Record<string, unknown>>;
 

@@ -40,6 +40,8 @@ export interface PodManagerOptions {
   readonly images: ImageService;
   readonly buildSpec: ContainerSpecBuilder;
   readonly openLog: (path: string) => Promise<LogSink>;
+  /** Whether pods can get a network (CNI configured); absent, they cannot. */
+  readonly networkStatus?: () => Promise<{ readonly ready: boolean; readonly reason?: string; readonly message?: string }>;
   readonly logger: Logger;
 }
 
@@ -399,10 +401,13 @@ export class PodManager implements Runtime {
     return this.bus.subscribe(options.signal);
   }
 
-  conditions(): readonly RuntimeCondition[] {
+  async conditions(): Promise<readonly RuntimeCondition[]> {
+    const net = this.options.networkStatus
+      ? await this.options.networkStatus().catch((err: unknown) => ({ ready: false, reason: "NetworkPluginNotReady", message: messageOf(err) }))
+      : { ready: false, reason: "NoNetworkPlugin", message: "pod networking (CNI) is not configured: pods run without a network" };
     return [
       { type: "RuntimeReady", status: true, reason: "", message: "" },
-      { type: "NetworkReady", status: false, reason: "NoNetworkPlugin", message: "pod networking (CNI) is not configured: pods run without a network" },
+      { type: "NetworkReady", status: net.ready, reason: net.ready ? "" : (net.reason ?? "NetworkPluginNotReady"), message: net.ready ? "" : (net.message ?? "") },
     ];
   }
 

@@ -35,7 +35,8 @@ export function podStatusOf(r: PodRecord, sandbox: PodSandbox | undefined, booti
     handler: r.handler,
     state: r.state === "ready" ? "ready" : "notready",
     createdAt: BigInt(r.createdAt),
-    additionalIps: [],
+    ...(sandbox?.ips?.[0] === undefined ? {} : { ip: sandbox.ips[0] }),
+    additionalIps: sandbox?.ips?.slice(1) ?? [],
     info: { handler: r.handler, ...(sandbox ? sandbox.info() : {}), ...(booting ? { booting: true } : {}) },
   };
 }

@@ -121,6 +121,7 @@ export interface Runtime {
 
   /** Container lifecycle events from now on, until the signal aborts. */
   events(options?: CallOptions): AsyncIterable<ContainerEvent>;
-  conditions(): readonly RuntimeCondition[];
+  /** RuntimeReady and NetworkReady, with a reason when false. */
+  conditions(): Promise<readonly RuntimeCondition[]>;
   updateRuntimeConfig(podCidr: string): Promise<void>;
 }

@@ -9,7 +9,7 @@ import type { RuntimeMethods, Unary } from "../deps.js";
 const HANDLER_FEATURES = { recursiveReadOnlyMounts: false, userNamespaces: false };
 
 export const status: Unary<RuntimeMethods["status"]> = async (deps, request) => {
-  const conditions = deps.runtime.conditions().map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
+  const conditions = (await deps.runtime.conditions()).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
   // The empty name stands for the default handler, as kubelet asks for it.
   const runtimeHandlers = ["", ...deps.runtime.handlers].map((name) => ({ name, features: HANDLER_FEATURES }));
   return {

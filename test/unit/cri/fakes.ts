@@ -233,7 +233,7 @@ export class FakeRuntime implements Runtime {
       },
     };
   }
-  conditions(): readonly RuntimeCondition[] {
+  async conditions(): Promise<readonly RuntimeCondition[]> {
     this.record("conditions");
     return this.conditionList;
   }

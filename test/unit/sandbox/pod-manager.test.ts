@@ -69,6 +69,7 @@ class FakeImages implements ImageService {
 /** A pod whose containers "run" until signalled, exiting with 128+signal (0 for SIGTERM when told). */
 class FakePod implements PodSandbox {
   readonly wantsBlockImages = false;
+  ips: readonly string[] = [];
   readonly containers = new Map<string, { exit: (code: number) => void; exited: Promise<number>; ignoreTerm: boolean }>();
   readonly signals: string[] = [];
   stopped = false;
@@ -212,8 +213,10 @@ describe("pod manager (fake pods)", () => {
   let images: FakeImages;
   let logs: Map<string, MemoryLog>;
 
+  let networkStatus: (() => Promise<{ ready: boolean; reason?: string; message?: string }>) | undefined;
   const open = () =>
     PodManager.open({
+      ...(networkStatus ? { networkStatus } : {}),
       stateRoot,
       controllers: new Map([
         ["vmpod", vm],
@@ -237,6 +240,27 @@ describe("pod manager (fake pods)", () => {
     runc = new FakeController("runc");
     images = new FakeImages();
     logs = new Map();
+    networkStatus = undefined;
+  });
+
+  it("reports NetworkReady as the network says, and a pod's IPs from its sandbox", async () => {
+    let m = await open();
+    assert.deepEqual((await m.conditions()).map((c) => [c.type, c.status, c.reason]), [
+      ["RuntimeReady", true, ""],
+      ["NetworkReady", false, "NoNetworkPlugin"],
+    ]);
+    networkStatus = async () => ({ ready: false, reason: "NetworkPluginNotReady", message: "no network configuration in /etc/cni/net.d" });
+    m = await open();
+    const notReady = (await m.conditions()).find((c) => c.type === "NetworkReady");
+    assert.deepEqual([notReady?.status, notReady?.reason, notReady?.message], [false, "NetworkPluginNotReady", "no network configuration in /etc/cni/net.d"]);
+    networkStatus = async () => ({ ready: true });
+    m = await open();
+    assert.equal((await m.conditions()).find((c) => c.type === "NetworkReady")?.status, true);
+    const id = await m.runPod(podConfig(), "");
+    const pod = vm.pods.find((p) => p.id === id);
+    assert.ok(pod);
+    pod.ips = ["10.88.0.7", "fd00::7"];
+    assert.deepEqual([m.podStatus(id).ip, m.podStatus(id).additionalIps], ["10.88.0.7", ["fd00::7"]]);
   });
   afterEach(async () => {
     await rm(stateRoot, { recursive: true, force: true });
