@@ -9,6 +9,7 @@ import koffi from "koffi";
 import { VmpodError } from "../common/errors.js";
 
 const CLONE_NEWNET = 0x40000000;
+const EBUSY = 16;
 
 type Fn = ReturnType<koffi.IKoffiLib["func"]>;
 
@@ -75,6 +76,7 @@ function openNetns(path: string): number {
 export function ioctlBuffer(fd: number, request: number, arg: Buffer, what: string): void {
   if ((libc().ioctl(fd, request, arg) as number) < 0) {
     const errno = koffi.errno();
-    throw new VmpodError(errno === 16 ? "AlreadyExists" : "Internal", `${what}: errno ${errno}`);
+    if (errno === EBUSY) throw new VmpodError("AlreadyExists", `${what}: in use by another descriptor (EBUSY)`);
+    throw new VmpodError("Internal", `${what}: errno ${errno}`);
   }
 }
