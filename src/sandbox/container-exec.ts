@@ -3,6 +3,10 @@
  * with its output collected (ExecSync), a command wired to a streaming
  * client (Exec), and a client wired to the container's first process
  * (Attach).
+ *
+ * An exec with a terminal is made with the client's first size as its
+ * console size: a resize applied once the process runs comes too late for
+ * a command that reads its size at once (`stty size` saw 0x0).
  */
 import type { Readable } from "node:stream";
 import { VmpodError } from "../common/errors.js";
@@ -11,7 +15,10 @@ import type { Logger } from "../common/log.js";
 import type { OciProcess } from "../common/oci-spec.js";
 import { connectClient, type OutputPump } from "./container-io.js";
 import type { PodSandbox } from "./controller.js";
-import type { ClientStreams, ExecSyncResult } from "./runtime.js";
+import type { ClientStreams, ExecSyncResult, TerminalSize } from "./runtime.js";
+
+/** How long an exec with a terminal waits for the client's first size (kubectl and crictl send it as soon as their streams are open). */
+export const FIRST_SIZE_WAIT_MS = 1000;
 
 /** The process of an exec: the container's own user, environment and directory, with `command`. */
 export function execProcess(containerProcess: OciProcess | undefined, command: readonly string[], tty: boolean): OciProcess {
@@ -48,9 +55,40 @@ export async function execSync(sandbox: PodSandbox, containerId: string, process
 }
 
 export async function execWithClient(sandbox: PodSandbox, containerId: string, process: OciProcess, streams: ClientStreams, logger: Logger): Promise<number> {
+  let client = streams;
+  if (process.terminal && streams.resize) {
+    const { first, rest } = await firstSize(streams.resize, FIRST_SIZE_WAIT_MS);
+    if (first && first.height > 0 && first.width > 0) process = { ...process, consoleSize: { height: first.height, width: first.width } };
+    client = { ...streams, resize: rest };
+  }
   const io = await sandbox.exec(containerId, execId(), process, { stdin: streams.stdin !== undefined });
-  const [, code] = await Promise.all([connectClient(io, streams, logger), io.wait()]);
+  const [, code] = await Promise.all([connectClient(io, client, logger), io.wait()]);
   return code;
+}
+
+/**
+ * The first size of `sizes` if one comes within `ms`, and the sizes after
+ * it (a size that comes later is the first of those: nothing is lost).
+ */
+export async function firstSize(sizes: AsyncIterable<TerminalSize>, ms: number): Promise<{ first?: TerminalSize; rest: AsyncIterable<TerminalSize> }> {
+  const it = sizes[Symbol.asyncIterator]();
+  const pending = it.next();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<"expired">((resolve) => (timer = setTimeout(() => resolve("expired"), ms)));
+  const got = await Promise.race([pending, expired]).finally(() => clearTimeout(timer));
+  const rest: AsyncIterable<TerminalSize> = {
+    async *[Symbol.asyncIterator]() {
+      if (got === "expired") {
+        const late = await pending;
+        if (late.done) return;
+        yield late.value;
+      } else if (got.done) {
+        return;
+      }
+      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+    },
+  };
+  return got === "expired" || got.done ? { rest } : { first: got.value, rest };
 }
 
 /**
