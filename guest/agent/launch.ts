@@ -60,6 +60,7 @@ export async function launch(deps: LaunchDeps, req: LaunchRequest): Promise<Cont
     if (consoleSocket) {
       const master = consoleSocket.receive();
       io = new TerminalIo(libc, master);
+      // crun has given the terminal this size before the process ran (a resize from here would come too late for it); this only repeats it.
       if (req.consoleSize) io.resize(req.consoleSize.rows, req.consoleSize.columns);
     } else {
       io = pipes as PipeIo;

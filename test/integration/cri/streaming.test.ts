@@ -7,13 +7,15 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { once } from "node:events";
+import tty from "node:tty";
 import { silentLogger } from "../../../src/common/log.js";
 import { StreamingServer } from "../../../src/cri/streaming/server.js";
+import { openPty, setWindowSize } from "../../../src/sandbox/runc/libc.js";
 import { startFakeCri } from "../../helpers/streaming/fake-cri.js";
 import { FakeRuntime, startEchoServer } from "../../helpers/streaming/fake-runtime.js";
 import { UpgradeRefused, connectSpdy, forwardOnce, runSpdyCommand } from "../../helpers/streaming/spdy-client.js";
@@ -334,6 +336,63 @@ describe("streaming server (real clients on loopback)", function () {
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /exiting/);
       assert.match(result.stderr, /non-zero exit code.*3|exit code 3/);
+    });
+
+    /** crictl in a terminal of its own (a pseudoterminal pair of `rows` x `columns`), as an operator runs it. */
+    function runInTerminal(args: string[], rows: number, columns: number) {
+      const { master, slave } = openPty();
+      setWindowSize(master, rows, columns);
+      let child;
+      try {
+        child = spawn(crictl, ["--runtime-endpoint", `unix://${path.join(dir, "cri.sock")}`, "--timeout", "10s", ...args], { stdio: [slave, slave, slave], detached: true });
+      } finally {
+        closeSync(slave);
+      }
+      const chunks: Buffer[] = [];
+      const reader = new tty.ReadStream(master);
+      // EIO once crictl, the last holder of the slave, is gone: the end of its output.
+      const ended = new Promise<void>((resolve) => {
+        reader.on("error", () => resolve());
+        reader.on("close", () => resolve());
+      });
+      reader.on("data", (c: Buffer) => chunks.push(c));
+      const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+      return {
+        child,
+        output: () => Buffer.concat(chunks),
+        resize(r: number, c: number) {
+          setWindowSize(master, r, c);
+          child.kill("SIGWINCH");
+        },
+        async done(): Promise<number | null> {
+          const code = await exited;
+          await Promise.race([ended, sleep(2000)]);
+          reader.destroy();
+          return code;
+        },
+      };
+    }
+
+    it("runs exec -it in a terminal: the first byte the terminal shows is the command's own", async () => {
+      const term = runInTerminal(["exec", "-it", "c1", "echo", "hello"], 33, 101);
+      assert.equal(await term.done(), 0);
+      // (crictl may print, after it, that its first resize found the session over: the command was quicker.)
+      assert.equal(term.output().subarray(0, 6).toString("latin1"), "hello\n", "raw terminal output, nothing before it");
+      assert.deepEqual(runtime.execs[0], { id: "c1", command: ["echo", "hello"], tty: true, streams: ["resize", "stdin", "stdout"] });
+    });
+
+    it("sends the terminal's size and its changes through exec -it", async () => {
+      const term = runInTerminal(["exec", "-it", "c1", "resize"], 33, 101);
+      try {
+        await waitFor(() => term.output().toString().includes("101x33\n"), () => `the first size: ${JSON.stringify(term.output().toString())}`, 10_000);
+        term.resize(40, 120);
+        await waitFor(() => term.output().toString().includes("120x40\n"), () => `the new size: ${JSON.stringify(term.output().toString())}`, 10_000);
+        assert.equal(term.output()[0], "1".charCodeAt(0), "the first byte is the runtime's first output");
+        assert.deepEqual(runtime.resizes.slice(0, 2), [{ width: 101, height: 33 }, { width: 120, height: 40 }]);
+      } finally {
+        term.child.kill("SIGKILL");
+        await term.done();
+      }
     });
 
     it("forwards a local port to the pod", async () => {

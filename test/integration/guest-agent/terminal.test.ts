@@ -38,6 +38,19 @@ describe("guest agent: terminals", function () {
     await unary(fx.client, AgentService.method.removeContainer, { containerId: "term", timeout: 0 });
   });
 
+  it("makes a terminal with the process's console size before the process runs", async () => {
+    await fx.createContainer("sized", ["sleep", "1000"]);
+    await unary(fx.client, AgentService.method.startContainer, { containerId: "sized" });
+    // The host makes an exec with the client's first size: a command that reads it at once must see it, never 0x0.
+    for (let i = 0; i < 3; i++) {
+      const execId = `size-${i}`;
+      await unary(fx.client, AgentService.method.execProcess, { containerId: "sized", execId, process: processSpec(["stty", "size"], { terminal: true, rows: 33, columns: 101 }) });
+      assert.equal(await readAll(fx.client, "stdout", "sized", execId), "33 101\r\n");
+      assert.equal((await unary(fx.client, AgentService.method.waitProcess, { containerId: "sized", execId })).status, 0);
+    }
+    await unary(fx.client, AgentService.method.removeContainer, { containerId: "sized", timeout: 0 });
+  });
+
   it("gives a container's first process a terminal, and ends its input with ^D on CloseStdin", async () => {
     await fx.createContainer("term-init", ["sh", "-c", "tty; cat; echo eof"], { terminal: true });
     await unary(fx.client, AgentService.method.startContainer, { containerId: "term-init" });
