@@ -9,12 +9,17 @@
  * and nothing is lost or blocked while vmpod is down: the supervisor keeps
  * appending and the next daemon carries on from the saved offset.
  *
- * The offset is saved at most every OFFSET_SAVE_MS, so a daemon killed
- * hard may hand the last fraction of a second of output twice, never skip it.
+ * The offset is saved at most every OFFSET_SAVE_MS (replacing the file, so
+ * a daemon killed while saving leaves the old offset, never an empty file),
+ * so a daemon killed hard may hand the last fraction of a second of output
+ * twice, never skip it. Only what lies below the saved offset is ever
+ * punched out: the next daemon starts reading there, and a hole past it
+ * would hand it zeros (NUL bytes) instead of the output it repeats.
  */
 import { watch, type FSWatcher } from "node:fs";
-import { open, readFile, writeFile, type FileHandle } from "node:fs/promises";
+import { open, readFile, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { writeFileAtomic } from "../../common/fs.js";
 import { punchHole } from "./libc.js";
 import { offsetPath } from "./layout.js";
 
@@ -118,16 +123,6 @@ export class OutputTail extends Readable {
   }
 
   private consumed(): void {
-    if (this.options.punch !== false && this.offset - this.punched >= PUNCH_STEP && this.fh) {
-      const upTo = Math.floor(this.offset / BLOCK) * BLOCK;
-      try {
-        punchHole(this.fh.fd, upTo);
-        this.punched = upTo;
-      } catch {
-        // a filesystem without hole punching keeps the bytes
-        this.punched = this.offset;
-      }
-    }
     this.saveTimer ??= setTimeout(() => {
       this.saveTimer = undefined;
       void this.saveOffset();
@@ -137,8 +132,26 @@ export class OutputTail extends Readable {
   private async saveOffset(): Promise<void> {
     if (this.offset === this.savedOffset) return;
     const offset = this.offset;
-    await writeFile(offsetPath(this.options.path), String(offset)).catch(() => undefined);
-    this.savedOffset = offset;
+    const saved = await writeFileAtomic(offsetPath(this.options.path), String(offset)).then(
+      () => true,
+      () => false,
+    );
+    if (!saved) return;
+    this.savedOffset = Math.max(this.savedOffset, offset);
+    this.punch();
+  }
+
+  /** Frees, in steps, what lies below the saved offset: nothing a reader will ever read again. */
+  private punch(): void {
+    if (this.options.punch === false || !this.fh) return;
+    const upTo = Math.floor(this.savedOffset / BLOCK) * BLOCK;
+    if (upTo - this.punched < PUNCH_STEP) return;
+    try {
+      punchHole(this.fh.fd, upTo);
+    } catch {
+      // a filesystem without hole punching keeps the bytes
+    }
+    this.punched = upTo;
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {

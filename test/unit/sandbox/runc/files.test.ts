@@ -77,5 +77,23 @@ describe("runc handler files", () => {
       assert.equal(after.size, big.length);
       assert.ok(after.blocks < before / 2, `blocks ${before} -> ${after.blocks}`);
     });
+
+    it("frees nothing past the saved offset: a reader after a hard stop gets the output again, never zeros", async () => {
+      const path = join(dir, "stdout");
+      const big = Buffer.alloc(3 << 20, 0x61);
+      await writeFile(path, big);
+      // A daemon reads past a freeing step, then dies before it saves how far it read.
+      const killed = new OutputTail({ path, finished: async () => false });
+      let read = 0;
+      while (read < (3 << 20) / 2) read += (await next(killed)).length;
+      const next2 = new OutputTail({ path, finished: async () => true });
+      const chunks: Buffer[] = [];
+      for await (const c of next2) chunks.push(c as Buffer);
+      killed.destroy();
+      const again = Buffer.concat(chunks);
+      assert.equal(again.length, big.length, "the next daemon starts where the offset was saved (nowhere yet)");
+      const zero = again.indexOf(0);
+      assert.equal(zero, -1, `a NUL byte at ${zero}: a hole was punched past the saved offset`);
+    });
   });
 });
