@@ -25,6 +25,7 @@ export function openTapIn(netnsPath: string, name: string): number {
   let tap: number | undefined;
   try {
     if ((setns(target, CLONE_NEWNET) as number) !== 0) throw new Error(`setns ${netnsPath}: errno ${koffi.errno()}`);
+    let failure: unknown;
     try {
       tap = openSync("/dev/net/tun", "r+");
       // struct ifreq: the name, then the flags (a short) in the union.
@@ -32,9 +33,12 @@ export function openTapIn(netnsPath: string, name: string): number {
       ifreq.write(name, 0);
       ifreq.writeUInt16LE(IFF_TAP | IFF_NO_PI, IFNAMSIZ);
       if ((ioctl(tap, TUNSETIFF, ifreq) as number) !== 0) throw new Error(`TUNSETIFF ${name}: errno ${koffi.errno()}`);
-    } finally {
-      if ((setns(home, CLONE_NEWNET) as number) !== 0) throw new Error(`setns back: errno ${koffi.errno()}`);
+    } catch (err) {
+      failure = err;
     }
+    // Back home before anything else runs on this thread.
+    if ((setns(home, CLONE_NEWNET) as number) !== 0) throw new Error(`setns back: errno ${koffi.errno()}`);
+    if (failure !== undefined || tap === undefined) throw failure;
     const fd = tap;
     tap = undefined;
     return fd;
