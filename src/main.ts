@@ -27,6 +27,8 @@ import { createCriClient } from "./cri/client.js";
 import { createCriServer } from "./cri/server.js";
 import { StreamingServer } from "./cri/streaming/server.js";
 import { openImageService } from "./image/index.js";
+import { createPodNetwork } from "./network/index.js";
+import type { PodNetwork } from "./network/types.js";
 import { ContainerLog } from "./sandbox/container-log.js";
 import type { SandboxController } from "./sandbox/controller.js";
 import { VmEngine } from "./sandbox/engine.js";
@@ -66,12 +68,13 @@ async function packageVersion(root: string): Promise<string> {
 async function serve(config: Config, logger: Logger, version: string): Promise<number> {
   const engine = await engineFor(config, logger);
   const images = await openImageService(config.image, logger.child({ component: "image" }));
+  const network = createPodNetwork(config.network, logger.child({ component: "network" }));
   const controllers = new Map<string, SandboxController>();
   for (const [name, handler] of Object.entries(config.runtime.handlers)) {
     controllers.set(
       name,
       handler.type === "vm"
-        ? new VmController(engine, { defaultVcpus: config.hypervisor.defaultVcpus, defaultMemoryMiB: config.hypervisor.defaultMemory }, logger, name)
+        ? new VmController(engine, { defaultVcpus: config.hypervisor.defaultVcpus, defaultMemoryMiB: config.hypervisor.defaultMemory }, logger, name, network)
         : new RuncController({ handler: name, runtimePath: handler.runtimePath, stateRoot: join(config.runtime.stateRoot, "hosted", name), logger: logger.child({ handler: name }) }),
     );
   }
@@ -87,8 +90,10 @@ async function serve(config: Config, logger: Logger, version: string): Promise<n
     images: images.service,
     buildSpec: specBuilder(kindOf),
     openLog: (path) => ContainerLog.open(path),
+    networkStatus: () => network.status(),
     logger,
   });
+  await tearDownStrayNetworks(network, new Set(runtime.listPods().map((p) => p.id)), logger);
   const streaming = new StreamingServer({ address: config.cri.streamAddress, runtime, logger, tokenTtlMs: config.cri.streamTokenTtlMs });
   await streaming.start();
   const cri = createCriServer({ socketPath: config.cri.socket, runtime, images: images.service, streaming, version, logger });
@@ -102,6 +107,15 @@ async function serve(config: Config, logger: Logger, version: string): Promise<n
   await streaming.close();
   await images.close();
   return 0;
+}
+
+/** Pod networks whose pod is gone (the daemon died between removing a pod and its network). */
+async function tearDownStrayNetworks(network: PodNetwork, pods: ReadonlySet<string>, logger: Logger): Promise<void> {
+  for (const id of await network.list()) {
+    if (pods.has(id)) continue;
+    logger.warn("tearing down the network of a pod that is gone", { pod: id });
+    await network.tearDown(id).catch((err: unknown) => logger.warn("could not tear down a stray pod network", { pod: id, err: messageOf(err) }));
+  }
 }
 
 /** Asks the daemon on `socket` for its version and conditions. */

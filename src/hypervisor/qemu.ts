@@ -15,7 +15,7 @@ import { VirtioFsHotplug } from "./hotplug.js";
 import { checkSpecFiles } from "./preflight.js";
 import { AdoptedProcess, processRef, type ProcessRef } from "./adopted-process.js";
 import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
-import { buildQemuArgs } from "./qemu-args.js";
+import { buildQemuArgs, passedFds } from "./qemu-args.js";
 import { QmpClient } from "./qmp.js";
 import { validateSpec, type VmSpec } from "./spec.js";
 import { readTail } from "./tail.js";
@@ -145,7 +145,7 @@ export class QemuHypervisor implements Hypervisor {
     if (this.stopping || this.cleaning) throw failedPrecondition("start vm: stopped before it started");
     let qemu: SupervisedProcess;
     try {
-      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(spec), stderrPath: qemuStderrPath(spec) });
+      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(spec), stderrPath: qemuStderrPath(spec), passFds: passedFds(spec) });
     } catch (err) {
       throw wrap("start qemu", err);
     }

@@ -9,6 +9,7 @@ import type { Logger } from "../common/log.js";
 import { unmountTree } from "../common/mount.js";
 import { killProcessesMentioning } from "../common/processes.js";
 import type { Config } from "../config/types.js";
+import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { Accel, VmSpec } from "../hypervisor/spec.js";
 import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
@@ -31,6 +32,12 @@ export interface BootRequest {
   readonly memoryMiB?: number;
   /** Extra kernel parameters for this VM only (the benchmark floor); never pod data. */
   readonly extraKernelParams?: readonly string[];
+  /**
+   * The pod's network: the open tap QEMU gets (the caller still closes its
+   * own descriptor), and the guest's interface (with the CNI interface's
+   * MAC) and routes, which the agent sets up.
+   */
+  readonly network?: { readonly tapFd: number; readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] };
   readonly signal?: AbortSignal;
 }
 
@@ -44,6 +51,7 @@ export class VmEngine {
 
   /** The VM a boot of `request` launches, and where its files go. */
   vmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal">): { paths: SandboxPaths; spec: VmSpec } {
+    const network = request.network;
     const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
     const spec = vmSpecFromConfig(this.config.hypervisor, {
       id: request.id,
@@ -55,7 +63,7 @@ export class VmEngine {
       kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
       ...(this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir } } : {}),
     });
-    return { paths, spec };
+    return { paths, spec: network ? { ...spec, network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd }] } } : spec };
   }
 
   /**
@@ -97,6 +105,7 @@ export class VmEngine {
       hypervisor: this.newHypervisor(),
       hostname: request.hostname,
       ...(request.dns ? { dns: request.dns } : {}),
+      ...(request.network ? { network: { nic: request.network.nic, routes: request.network.routes } } : {}),
       agentDialTimeoutMs: this.config.agent.dialTimeoutMs,
       agentCallTimeoutMs: this.config.agent.callTimeoutMs,
       logger: this.logger.child({ pod: request.id }),

@@ -14,6 +14,7 @@ import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import type { AgentClient } from "../agent/client.js";
 import { connectAgent } from "../agent/connect.js";
+import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import { UnixSocketTransport } from "../agent/transport.js";
 import type { ContainerStats } from "../agent/translate.js";
 import type { RootfsLayers } from "../image/types.js";
@@ -45,6 +46,8 @@ export interface PodVmOptions {
   readonly hostname: string;
   /** Lines of the guest's /etc/resolv.conf. */
   readonly dns?: readonly string[];
+  /** The guest's network interface and routes (its NIC is in the spec). */
+  readonly network?: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] };
   readonly agentDialTimeoutMs: number;
   readonly agentCallTimeoutMs: number;
   readonly logger: Logger;
@@ -135,6 +138,10 @@ export class PodVm {
       agent = await connectToAgent(options.spec, exited, options);
       undo.push("close agent", () => agent.close());
       timings.agentMs = lap();
+      if (options.network) {
+        await agent.updateInterface(options.network.nic);
+        if (options.network.routes.length > 0) await agent.updateRoutes(options.network.routes);
+      }
       await agent.createSandbox({
         sandboxId: options.id,
         hostname: options.hostname,

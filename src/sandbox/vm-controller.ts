@@ -5,6 +5,7 @@
  * are bind-mounted into the pod's shared directory and reach the guest
  * over virtio-fs; OOM kills are read from the agent's event stream.
  */
+import { closeSync } from "node:fs";
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -15,12 +16,14 @@ import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { sleep } from "../common/time.js";
 import { agentPortStream } from "../agent/streams.js";
 import type { RootfsLayers } from "../image/types.js";
+import type { GuestNic, GuestRoute, PodNetwork, PodNetworkAttachment, PortMapping as NetworkPortMapping } from "../network/types.js";
+import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { ContainerUsage, PodCreateRequest, PodSandbox, SandboxController, SharedMount } from "./controller.js";
 import type { VmEngine } from "./engine.js";
 import { containerHostDir, GUEST_SHARED_DIR } from "./layout.js";
 import type { PodVm } from "./pod-vm.js";
 import type { ProcessIo } from "./process-io.js";
-import type { LinuxResources, PodConfig } from "./types.js";
+import type { LinuxResources, PodConfig, PortMapping } from "./types.js";
 
 const MIB = 1024 * 1024;
 /** How long after a container's exit its OOM event may still arrive. */
@@ -54,29 +57,77 @@ export class VmController implements SandboxController {
     private readonly sizing: VmSizing,
     private readonly logger: Logger,
     handler = "vmpod",
+    /** Pods' networks (CNI); absent, pods run without one. */
+    private readonly network?: PodNetwork,
   ) {
     this.handler = handler;
   }
 
   async create(request: PodCreateRequest): Promise<PodSandbox> {
+    const { config } = request;
+    if (config.namespaces.network === "NODE") {
+      throw new VmpodError("InvalidArgument", `pod ${config.metadata.namespace}/${config.metadata.name} asks for the node's network (hostNetwork), which a pod in a VM cannot share: run it with the runc handler (a RuntimeClass)`);
+    }
     const size = vmSize(this.sizing, request.resources);
     const dns = request.dns ? dnsLines(request.dns) : [];
-    const vm = await this.engine.boot({
-      id: request.id,
-      hostname: request.config.hostname || request.config.metadata.name,
-      dns,
-      vcpus: size.vcpus,
-      memoryMiB: size.memoryMiB,
-      ...(request.signal ? { signal: request.signal } : {}),
-    });
+    const hostname = config.hostname || config.metadata.name;
+    const attachment = await this.attachNetwork(request);
+    let vm: PodVm;
     try {
-      const hostname = request.config.hostname || request.config.metadata.name;
-      const podFiles = await writePodFiles(join(vm.paths.sharedDir, POD_FILES_DIR), { hostname, resolvConf: dns, hosts: [`127.0.0.1\tlocalhost`, `::1\tlocalhost ip6-localhost ip6-loopback`, `127.0.1.1\t${hostname}`] });
-      return new VmSandbox(vm, this.handler, size, podFiles, this.logger.child({ pod: request.id }));
+      vm = await this.engine.boot({
+        id: request.id,
+        hostname,
+        dns,
+        vcpus: size.vcpus,
+        memoryMiB: size.memoryMiB,
+        ...(attachment ? { network: { tapFd: attachment.tapFd, nic: interfaceOf(attachment.nic), routes: attachment.routes.map(routeOf) } } : {}),
+        ...(request.signal ? { signal: request.signal } : {}),
+      });
+    } catch (err) {
+      if (attachment) await this.tearDownNetwork(request.id);
+      throw err;
+    } finally {
+      // QEMU has its own copy from here on (or never will).
+      if (attachment) closeSync(attachment.tapFd);
+    }
+    try {
+      const podIp = attachment?.ips[0];
+      const podFiles = await writePodFiles(join(vm.paths.sharedDir, POD_FILES_DIR), { hostname, resolvConf: dns, hosts: [`127.0.0.1\tlocalhost`, `::1\tlocalhost ip6-localhost ip6-loopback`, `${podIp ?? "127.0.1.1"}\t${hostname}`] });
+      return new VmSandbox(vm, this.handler, size, podFiles, attachment?.ips ?? [], this.logger.child({ pod: request.id }), () => this.tearDownNetwork(request.id));
     } catch (err) {
       await vm.stop().catch(() => undefined);
+      if (attachment) await this.tearDownNetwork(request.id);
       throw err;
     }
+  }
+
+  /**
+   * The pod's network from CNI. While CNI is not configured (NetworkReady is
+   * false, so kubelet starts only host-network pods) a pod runs without a
+   * network, unless it asks for host ports, which need one.
+   */
+  private async attachNetwork(request: PodCreateRequest): Promise<PodNetworkAttachment | undefined> {
+    const { config } = request;
+    const status = this.network ? await this.network.status() : { ready: false, message: "no pod network is configured" };
+    if (!this.network || !status.ready) {
+      const why = status.message ?? "CNI is not ready";
+      if (config.portMappings.some((m) => m.hostPort > 0)) throw new VmpodError("FailedPrecondition", `pod ${config.metadata.namespace}/${config.metadata.name} maps host ports, which needs a pod network: ${why}`);
+      this.logger.warn("pod runs without a network", { pod: request.id, reason: why });
+      return undefined;
+    }
+    return this.network.setUp({
+      podId: request.id,
+      name: config.metadata.name,
+      namespace: config.metadata.namespace,
+      uid: config.metadata.uid,
+      portMappings: config.portMappings.map(portMappingOf),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+  }
+
+  /** Tears down the pod's network, if there is one; logs rather than throws on the way out of a failure. */
+  private async tearDownNetwork(id: string): Promise<void> {
+    await this.network?.tearDown(id).catch((err: unknown) => this.logger.warn("could not tear down a pod's network", { pod: id, err: messageOf(err) }));
   }
 
   /**
@@ -87,12 +138,14 @@ export class VmController implements SandboxController {
   async recover(id: string, _config: PodConfig): Promise<PodSandbox | undefined> {
     try {
       const vm = await this.engine.reattach(id, AbortSignal.timeout(REATTACH_TIMEOUT_MS));
+      const attachment = await this.network?.find(id);
       this.logger.info("took over a pod vm that outlived the restart", { pod: id });
-      return new VmSandbox(vm, this.handler, vm.size, podFilePaths(), this.logger.child({ pod: id }));
+      return new VmSandbox(vm, this.handler, vm.size, podFilePaths(), attachment?.ips ?? [], this.logger.child({ pod: id }), () => this.tearDownNetwork(id));
     } catch (err) {
       this.logger.warn("could not take over a pod vm after the restart; removing what is left of it", { pod: id, err: messageOf(err) });
     }
     await this.engine.cleanupLeftovers(id).catch((err: unknown) => this.logger.warn("could not clean up a pod vm left from before", { pod: id, err: messageOf(err) }));
+    await this.tearDownNetwork(id);
     return undefined;
   }
 }
@@ -107,7 +160,9 @@ class VmSandbox implements PodSandbox {
     readonly handler: string,
     private readonly size: { vcpus: number; memoryMiB: number },
     readonly podFiles: { readonly hostname: string; readonly resolvConf: string; readonly hosts: string },
+    readonly ips: readonly string[],
     private readonly logger: Logger,
+    private readonly tearDownNetwork: () => Promise<void>,
   ) {
     this.gone = vm.exited.then(() => undefined);
     void this.watchOom();
@@ -194,7 +249,12 @@ class VmSandbox implements PodSandbox {
 
   async stop(): Promise<void> {
     this.oomWatch.abort();
-    await this.vm.stop();
+    try {
+      await this.vm.stop();
+    } finally {
+      // After the VM: its tap goes with QEMU, then CNI DEL and the netns.
+      await this.tearDownNetwork();
+    }
   }
 
   private async watchOom(): Promise<void> {
@@ -214,6 +274,20 @@ class VmSandbox implements PodSandbox {
       }
     }
   }
+}
+
+/** CRI's port mapping in CNI's terms. */
+function portMappingOf(m: PortMapping): NetworkPortMapping {
+  return { protocol: m.protocol === "UDP" ? "udp" : m.protocol === "SCTP" ? "sctp" : "tcp", containerPort: m.containerPort, hostPort: m.hostPort, hostIp: m.hostIp };
+}
+
+/** The network layer's guest NIC as the agent takes it. */
+function interfaceOf(nic: GuestNic): InterfaceConfig {
+  return { name: nic.name, mac: nic.mac, mtu: nic.mtu, addresses: nic.addresses.map((a) => ({ family: a.family, address: a.address, prefixLength: a.prefixLength })) };
+}
+
+function routeOf(r: GuestRoute): RouteConfig {
+  return { family: r.family, destination: r.destination, device: r.device, ...(r.gateway === undefined ? {} : { gateway: r.gateway }), ...(r.scope === undefined ? {} : { scope: r.scope }) };
 }
 
 /** The pod's /etc files, in a directory of the shared dir no container id can name. */
