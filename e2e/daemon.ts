@@ -30,7 +30,18 @@ export interface Daemon {
   dispose(): Promise<void>;
 }
 
-export async function startDaemon(extraToml = ""): Promise<Daemon> {
+export interface DaemonOptions {
+  /** More configuration.toml, appended. */
+  readonly extraToml?: string;
+  /**
+   * A network namespace (by name, under /run/netns) the daemon runs in, as
+   * if it were the node's: its CNI bridge, routes and iptables rules stay there.
+   */
+  readonly netns?: string;
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
+  const extraToml = options.extraToml ?? "";
   // The daemon boots the image the guest build made last: build it first if the guest's sources changed.
   await guestImage();
   const root = await mkdtemp(join(tmpdir(), "vmpod-e2e-"));
@@ -46,7 +57,12 @@ export async function startDaemon(extraToml = ""): Promise<Daemon> {
   let child: ChildProcess | undefined;
   let output = "";
   const launch = async () => {
-    child = spawn(process.execPath, ["--import", "tsx", join(repo, "src/main.ts"), "serve", "--config", config], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+    const command = [process.execPath, "--import", "tsx", join(repo, "src/main.ts"), "serve", "--config", config];
+    // nsenter enters the network namespace alone (`ip netns exec` would give the daemon a mount
+    // namespace of its own, hiding from later daemons the netns mounts it makes) and becomes the
+    // daemon (exec), so its pid is the daemon's.
+    const [program, ...args] = options.netns ? ["nsenter", `--net=/run/netns/${options.netns}`, "--", ...command] : command;
+    child = spawn(program as string, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
     child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
     const client = createCriClient(socket);
