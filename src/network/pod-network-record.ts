@@ -18,6 +18,8 @@ export interface PodNetworkRecord {
   readonly podId: string;
   readonly netnsName: string;
   readonly model: InterNetworkingModel;
+  /** False for a pod whose containers run in the netns itself (no tap or macvtap made); absent means true. */
+  readonly vmLink?: boolean;
   readonly pod: { readonly name: string; readonly namespace: string; readonly uid: string };
   readonly portMappings: readonly PortMapping[];
   /** Present once set-up finished. */

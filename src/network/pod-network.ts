@@ -84,6 +84,7 @@ class CniPodNetwork implements PodNetwork {
       podId: request.podId,
       netnsName: ns,
       model: this.config.interNetworkingModel,
+      vmLink: request.vmLink ?? true,
       pod: { name: request.name, namespace: request.namespace, uid: request.uid },
       portMappings: request.portMappings,
     };
@@ -106,16 +107,20 @@ class CniPodNetwork implements PodNetwork {
       if (link === undefined) throw new VmpodError("Internal", `the CNI network left no ${POD_IFNAME} in netns ${ns}`);
       signal?.throwIfAborted();
       const nic = guestNic(result, POD_IFNAME, path, link);
-      let fd: number;
-      if (record.model === "tcfilter") {
+      let fd: number | undefined;
+      if (record.vmLink === false) {
+        // Containers in the netns itself: eth0 is theirs.
+      } else if (record.model === "tcfilter") {
         fd = await this.host.openTap(ns, TAP_NAME, link.mtu);
-        rb.push("tap", () => this.host.closeFd(fd));
+        const tap = fd;
+        rb.push("tap", () => this.host.closeFd(tap));
         rb.push("redirects", () => this.host.removeRedirect(ns, POD_IFNAME, TAP_NAME));
         await this.host.addRedirect(ns, POD_IFNAME, TAP_NAME);
       } else {
         fd = await this.host.openMacvtap(ns, POD_IFNAME, MACVTAP_NAME);
         rb.push("macvtap", () => this.host.deleteLink(ns, MACVTAP_NAME));
-        rb.push("macvtap descriptor", () => this.host.closeFd(fd));
+        const macvtap = fd;
+        rb.push("macvtap descriptor", () => this.host.closeFd(macvtap));
       }
       signal?.throwIfAborted();
       const dns = podDns(result);
@@ -129,7 +134,7 @@ class CniPodNetwork implements PodNetwork {
       await writeRecord(this.config.cacheDir, { ...record, attachment });
       rb.commit();
       log.debug("pod network set up", { netns: ns, ips: attachment.ips, model: record.model });
-      return { ...attachment, tapFd: fd };
+      return fd === undefined ? attachment : { ...attachment, tapFd: fd };
     } catch (err) {
       const failure = wrap("set up pod network", err);
       try {
@@ -158,7 +163,7 @@ class CniPodNetwork implements PodNetwork {
     }
     try {
       const present = await this.host.netnsExists(ns);
-      if (present) {
+      if (present && record?.vmLink !== false) {
         // The netns's end takes them along anyway; removing them first stops traffic before DEL.
         for (const [what, undo] of [
           ["redirects", () => this.host.removeRedirect(ns, POD_IFNAME, TAP_NAME)],

@@ -20,6 +20,11 @@ export interface PodNetworkRequest {
   readonly namespace: string;
   readonly uid: string;
   readonly portMappings: readonly PortMapping[];
+  /**
+   * Whether a VM joins the netns (a tap or macvtap made for it); true unless
+   * said otherwise. False for containers that run in the netns itself.
+   */
+  readonly vmLink?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -58,8 +63,11 @@ export interface PodNetworkAttachment {
   readonly nic: GuestNic;
   readonly routes: readonly GuestRoute[];
   readonly dns?: PodDns;
-  /** The tap for QEMU's `-netdev tap,fd=`; the caller closes it once QEMU has it (or on failure). */
-  readonly tapFd: number;
+  /**
+   * The tap (or macvtap) for QEMU's `-netdev tap,fd=`; the caller closes it
+   * once QEMU has it (or on failure). Absent when the request asked for no VM link.
+   */
+  readonly tapFd?: number;
   /** Pod IPs, first the primary (IPv4 first when both). */
   readonly ips: readonly string[];
 }

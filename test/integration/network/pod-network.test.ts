@@ -24,6 +24,12 @@ import type { PodNetworkAttachment, PodNetworkRequest } from "../../../src/netwo
 import { processesMentioning } from "../../helpers/leaks.js";
 import { arpThrough } from "./arp.js";
 
+/** The tap a VM's pod network comes with. */
+function tapFdOf(att: { readonly tapFd?: number }): number {
+  assert.ok(att.tapFd !== undefined, "a VM's pod network comes with its tap");
+  return att.tapFd;
+}
+
 const PLUGINS = "/usr/lib/cni";
 const SHARED_CHAINS = ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"];
 
@@ -65,10 +71,12 @@ describe("pod network with real CNI plugins", function () {
     portMappings: [{ protocol: "tcp", containerPort: 80, hostPort, hostIp: "" }],
   });
   const keep = (att: PodNetworkAttachment) => {
+    assert.ok(att.tapFd !== undefined, "a VM's pod network comes with its tap");
     openFds.add(att.tapFd);
     return att;
   };
   const closeTap = (att: PodNetworkAttachment) => {
+    if (att.tapFd === undefined) return;
     closeSync(att.tapFd);
     openFds.delete(att.tapFd);
   };
@@ -151,7 +159,7 @@ describe("pod network with real CNI plugins", function () {
       assert.match(shown, /mirred \(Egress Redirect to device tap0_vmpod\)/);
       // A frame written as the guest would goes out through eth0; the gateway's answer comes back to the tap.
       const bridgeMac = String((await ipJson(["link", "show", "dev", bridge]))[0]?.address);
-      assert.equal(await arpThrough(att.tapFd, att.nic.mac, ip, gateway), bridgeMac);
+      assert.equal(await arpThrough(tapFdOf(att), att.nic.mac, ip, gateway), bridgeMac);
       // The host port.
       assert.match(await natRules(), new RegExp(`--dport ${ports[i]} -j DNAT --to-destination ${ip.replace(/\./g, "\\.")}:80`));
       assert.equal((await ipamFiles()).includes(ip), true);
@@ -244,7 +252,7 @@ exit 0
     assert.match(await readlink(`/proc/self/fd/${att.tapFd}`), /\/cache\/dev\/tap-[0-9a-f]+ \(deleted\)$/);
     assert.deepEqual(await readdir(join(config.cacheDir, "dev")), []);
     const bridgeMac = String((await ipJson(["link", "show", "dev", bridge]))[0]?.address);
-    assert.equal(await arpThrough(att.tapFd, att.nic.mac, att.ips[0] ?? "", gateway), bridgeMac);
+    assert.equal(await arpThrough(tapFdOf(att), att.nic.mac, att.ips[0] ?? "", gateway), bridgeMac);
     closeTap(att);
     await net.tearDown(id);
     assert.deepEqual(await netnsList(), netnsBefore);

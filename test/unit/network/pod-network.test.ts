@@ -9,6 +9,12 @@ import { createPodNetwork } from "../../../src/network/pod-network.js";
 import type { PodNetwork, PodNetworkRequest } from "../../../src/network/types.js";
 import { FakeHost, FakePlugins, cniError } from "./fakes.js";
 
+/** The tap a VM's pod network comes with. */
+function tapFdOf(att: { readonly tapFd?: number }): number {
+  assert.ok(att.tapFd !== undefined, "a VM's pod network comes with its tap");
+  return att.tapFd;
+}
+
 const POD = "d".repeat(64);
 const NS = "vmpod-dddddddddddddddddddddddd";
 
@@ -77,21 +83,32 @@ describe("pod network", () => {
     assert.ok(host.netns.has(NS));
     assert.equal(host.links.get(NS)?.get("tap0_vmpod")?.mtu, 1450);
     assert.deepEqual([...host.redirects].sort(), [`${NS} eth0>tap0_vmpod`, `${NS} tap0_vmpod>eth0`]);
-    assert.ok(host.openFds.has(att.tapFd));
+    assert.ok(host.openFds.has(tapFdOf(att)));
     assert.deepEqual(plugins.rules.get(POD), [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }]);
     const add = plugins.calls.find((c) => c.command === "ADD");
     assert.equal(add?.env.CNI_ARGS, `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=${POD};K8S_POD_UID=uid-1`);
     assert.equal(add?.env.CNI_CONTAINERID, POD);
     assert.deepEqual(await net.find(POD), { netnsPath: att.netnsPath, nic: att.nic, routes: att.routes, ips: att.ips });
     assert.deepEqual(await net.list(), [POD]);
-    host.closeFd(att.tapFd); // the caller's part
+    host.closeFd(tapFdOf(att)); // the caller's part
+    await net.tearDown(POD);
+    await assertNothingLeft();
+  });
+
+  it("makes no VM device for containers that run in the netns itself, and tears down the same", async () => {
+    const att = await net.setUp(request({ vmLink: false }));
+    assert.equal(att.tapFd, undefined);
+    assert.equal(host.links.get(NS)?.get("tap0_vmpod"), undefined, "no tap");
+    assert.deepEqual([...host.redirects], [], "no redirects");
+    assert.deepEqual([...host.openFds], [], "no descriptor");
+    assert.ok(att.ips.length > 0, "the pod has its address");
     await net.tearDown(POD);
     await assertNothingLeft();
   });
 
   it("tears down with DEL in reverse, and a second tear-down is a no-op", async () => {
     const att = await net.setUp(request());
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     plugins.calls.length = 0;
     await net.tearDown(POD);
     assert.deepEqual(plugins.commands(), ["portmap DEL", "bridge DEL"]);
@@ -106,7 +123,7 @@ describe("pod network", () => {
 
   it("tears down after a restart from the records on disk alone", async () => {
     const att = await net.setUp(request());
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     const after = make();
     assert.deepEqual(await after.list(), [POD]);
     assert.deepEqual((await after.find(POD))?.ips, ["10.251.0.2"]);
@@ -116,7 +133,7 @@ describe("pod network", () => {
 
   it("runs DEL with an empty CNI_NETNS when the netns is gone, so the address is still released", async () => {
     const att = await net.setUp(request());
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     await host.removeNetns(NS);
     assert.equal(await net.find(POD), undefined);
     plugins.calls.length = 0;
@@ -135,7 +152,7 @@ describe("pod network", () => {
     assert.equal(host.links.get(NS)?.has("tap0_vmpod"), false);
     assert.equal(host.redirects.size, 0);
     assert.equal(att.nic.mac, "0a:58:0a:fb:00:02");
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     await net.tearDown(POD);
     await assertNothingLeft();
   });
@@ -186,7 +203,7 @@ describe("pod network", () => {
 
   it("keeps netns and record when DEL fails on tear-down, so that it can be repeated", async () => {
     const att = await net.setUp(request());
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     plugins.overrides.set("bridge DEL", () => cniError(11, "busy"));
     await assert.rejects(net.tearDown(POD), (err: unknown) => err instanceof VmpodError && err.kind === "Unavailable" && /^tear down pod network: CNI plugin bridge DEL: busy/.test(err.message));
     assert.ok(host.netns.has(NS));
@@ -199,7 +216,7 @@ describe("pod network", () => {
   it("refuses a second set-up of the same pod, and bad requests", async () => {
     const att = await net.setUp(request());
     await assert.rejects(net.setUp(request()), (err: unknown) => err instanceof VmpodError && err.kind === "AlreadyExists");
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     await net.tearDown(POD);
     const invalid = (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument";
     await assert.rejects(net.setUp(request({ podId: "abc" })), invalid);
@@ -212,7 +229,7 @@ describe("pod network", () => {
   it("serializes set-up and tear-down of one pod", async () => {
     const [att] = await Promise.all([net.setUp(request()), net.tearDown(POD)]);
     assert.equal(host.netns.size, 0, "the tear-down ran after the set-up");
-    host.closeFd(att.tapFd);
+    host.closeFd(tapFdOf(att));
     await assertNothingLeft();
   });
 
