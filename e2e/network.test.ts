@@ -106,11 +106,17 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
     linux: { securityContext: { namespaceOptions: { pid: 1 /* CONTAINER */ } } },
     ...extra,
   });
-  const container = (name: string, command: string[]) => ({ metadata: { name, attempt: 0 }, image: { image: image.reference }, command, logPath: `${name}.log` });
+  const container = (name: string, command: string[]) => ({
+    metadata: { name, attempt: 0 },
+    image: { image: image.reference },
+    command,
+    logPath: `${name}.log`,
+    linux: { securityContext: { namespaceOptions: { pid: 1 /* CONTAINER */ } } },
+  });
   const inNode = (args: string[]) => sh("ip", ["netns", "exec", node, ...args]);
   const fetchInNode = (url: string) => inNode([process.execPath, "-e", `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(10000) }).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
 
-  it("gives pods in VMs addresses; they reach each other, the node reaches them directly and through a host port; DNS and hosts land in the guest; a restart keeps it all; nothing is left after removal", async () => {
+  it("gives pods in VMs addresses; they reach each other, a namespace pod reaches them, the node reaches them directly and through a host port; DNS and hosts land in the guest; a restart keeps it all; nothing is left after removal", async () => {
     const rt = () => daemon.client.runtime;
     const st = await rt().status({});
     assert.equal(st.status?.conditions.find((c) => c.type === "NetworkReady")?.status, true);
@@ -144,6 +150,16 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
     assert.equal(await fetchInNode(`http://${webIp}/`), "hello-from-web\n", "node to pod");
     assert.equal(await fetchInNode(`http://${gateway}:18080/`), "hello-from-web\n", "node to pod through the host port");
 
+    // A namespace pod (runc handler) on the same network: its containers in the pod's CNI netns.
+    const hostedConfig = podConfig("hosted");
+    const { podSandboxId: hosted } = await rt().runPodSandbox({ config: hostedConfig, runtimeHandler: "runc" });
+    const { containerId: hostedShell } = await rt().createContainer({ podSandboxId: hosted, config: container("hosted-shell", ["sleep", "100000"]), sandboxConfig: hostedConfig });
+    await rt().startContainer({ containerId: hostedShell });
+    const hostedIp = await ipOf(hosted);
+    assert.match(hostedIp, new RegExp(`^${subnetPrefix.replaceAll(".", "\\.")}\\.\\d+$`));
+    const fromHosted = await rt().execSync({ containerId: hostedShell, cmd: ["sh", "-c", `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 10 ${webIp} 80`], timeout: 60n });
+    assert.match(Buffer.from(fromHosted.stdout).toString(), /hello-from-web/, "namespace pod to VM pod");
+
     const files = await rt().execSync({ containerId: shell, cmd: ["sh", "-c", "cat /etc/resolv.conf /etc/hosts; /bin/busybox hostname; /bin/busybox ip -o -4 addr show dev eth0"], timeout: 30n });
     const seen = Buffer.from(files.stdout).toString();
     assert.match(seen, /^nameserver 10\.96\.0\.10$/m);
@@ -157,7 +173,7 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
     assert.equal(await ipOf(web), webIp, "the address survives the restart");
     assert.match(await fetchFromClient(), /hello-from-web/, "and the network still carries traffic");
 
-    for (const pod of [web, client]) {
+    for (const pod of [web, client, hosted]) {
       await rt().stopPodSandbox({ podSandboxId: pod });
       await rt().removePodSandbox({ podSandboxId: pod });
     }
@@ -165,7 +181,7 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
     const links = await inNode(["ip", "-o", "link", "show"]);
     assert.doesNotMatch(links, /veth/, "no veth left on the node");
     const rules = await inNode(["iptables-save"]);
-    assert.ok(!rules.includes(webIp) && !rules.includes(clientIp), "no iptables rule for the pods is left");
+    assert.ok(![webIp, clientIp, hostedIp].some((ip) => rules.includes(ip)), "no iptables rule for the pods is left");
     const allocations = (await readdir(join(ipamDir, `vmpod-e2e-${tag}`)).catch(() => [] as string[])).filter((f) => f.startsWith(subnetPrefix));
     assert.deepEqual(allocations, [], "no address stays allocated");
   });

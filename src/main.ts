@@ -75,7 +75,7 @@ async function serve(config: Config, logger: Logger, version: string): Promise<n
       name,
       handler.type === "vm"
         ? new VmController(engine, { defaultVcpus: config.hypervisor.defaultVcpus, defaultMemoryMiB: config.hypervisor.defaultMemory }, logger, name, network)
-        : new RuncController({ handler: name, runtimePath: handler.runtimePath, stateRoot: join(config.runtime.stateRoot, "hosted", name), logger: logger.child({ handler: name }) }),
+        : new RuncController({ handler: name, runtimePath: handler.runtimePath, stateRoot: join(config.runtime.stateRoot, "hosted", name), logger: logger.child({ handler: name }), network }),
     );
   }
   const vmHandler = Object.entries(config.runtime.handlers).find(([name, h]) => h.type === "vm" && name === config.runtime.defaultHandler)?.[0] ??

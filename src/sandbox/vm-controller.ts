@@ -16,14 +16,15 @@ import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { sleep } from "../common/time.js";
 import { agentPortStream } from "../agent/streams.js";
 import type { RootfsLayers } from "../image/types.js";
-import type { GuestNic, GuestRoute, PodNetwork, PodNetworkAttachment, PortMapping as NetworkPortMapping } from "../network/types.js";
+import type { GuestNic, GuestRoute, PodNetwork, PodNetworkAttachment } from "../network/types.js";
 import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { ContainerUsage, PodCreateRequest, PodSandbox, SandboxController, SharedMount } from "./controller.js";
 import type { VmEngine } from "./engine.js";
 import { containerHostDir, GUEST_SHARED_DIR } from "./layout.js";
 import type { PodVm } from "./pod-vm.js";
 import type { ProcessIo } from "./process-io.js";
-import type { LinuxResources, PodConfig, PortMapping } from "./types.js";
+import { podNetworkRequest, usableNetwork } from "./pod-network-request.js";
+import type { LinuxResources, PodConfig } from "./types.js";
 
 const MIB = 1024 * 1024;
 /** How long after a container's exit its OOM event may still arrive. */
@@ -101,28 +102,16 @@ export class VmController implements SandboxController {
     }
   }
 
-  /**
-   * The pod's network from CNI. While CNI is not configured (NetworkReady is
-   * false, so kubelet starts only host-network pods) a pod runs without a
-   * network, unless it asks for host ports, which need one.
-   */
-  private async attachNetwork(request: PodCreateRequest): Promise<PodNetworkAttachment | undefined> {
-    const { config } = request;
-    const status = this.network ? await this.network.status() : { ready: false, message: "no pod network is configured" };
-    if (!this.network || !status.ready) {
-      const why = status.message ?? "CNI is not ready";
-      if (config.portMappings.some((m) => m.hostPort > 0)) throw new VmpodError("FailedPrecondition", `pod ${config.metadata.namespace}/${config.metadata.name} maps host ports, which needs a pod network: ${why}`);
-      this.logger.warn("pod runs without a network", { pod: request.id, reason: why });
-      return undefined;
+  /** The pod's network from CNI with the tap its VM gets (see usableNetwork for pods without one). */
+  private async attachNetwork(request: PodCreateRequest): Promise<(PodNetworkAttachment & { readonly tapFd: number }) | undefined> {
+    const network = await usableNetwork(this.network, request, this.logger);
+    if (!network) return undefined;
+    const attachment = await network.setUp(podNetworkRequest(request));
+    if (attachment.tapFd === undefined) {
+      await this.tearDownNetwork(request.id);
+      throw new VmpodError("Internal", `the network of pod ${request.id} came without a device for its VM`);
     }
-    return this.network.setUp({
-      podId: request.id,
-      name: config.metadata.name,
-      namespace: config.metadata.namespace,
-      uid: config.metadata.uid,
-      portMappings: config.portMappings.map(portMappingOf),
-      ...(request.signal ? { signal: request.signal } : {}),
-    });
+    return { ...attachment, tapFd: attachment.tapFd };
   }
 
   /** Tears down the pod's network, if there is one; logs rather than throws on the way out of a failure. */
@@ -274,11 +263,6 @@ class VmSandbox implements PodSandbox {
       }
     }
   }
-}
-
-/** CRI's port mapping in CNI's terms. */
-function portMappingOf(m: PortMapping): NetworkPortMapping {
-  return { protocol: m.protocol === "UDP" ? "udp" : m.protocol === "SCTP" ? "sctp" : "tcp", containerPort: m.containerPort, hostPort: m.hostPort, hostIp: m.hostIp };
 }
 
 /** The network layer's guest NIC as the agent takes it. */

@@ -23,7 +23,9 @@ import { exists, writeFileAtomic } from "../../common/fs.js";
 import { isSafeId } from "../../common/ids.js";
 import type { Logger } from "../../common/log.js";
 import { Rollback } from "../../common/rollback.js";
+import type { PodNetwork } from "../../network/types.js";
 import type { PodCreateRequest, PodSandbox, SandboxController } from "../controller.js";
+import { podNetworkRequest, usableNetwork } from "../pod-network-request.js";
 import type { PodConfig } from "../types.js";
 import { Cgroups } from "./cgroups.js";
 import { podPaths } from "./layout.js";
@@ -47,6 +49,8 @@ export interface RuncControllerOptions {
   readonly ip?: string;
   /** Where the cgroup hierarchies are mounted (default /sys/fs/cgroup). */
   readonly cgroupRoot?: string;
+  /** Pods' networks (CNI); absent or not ready, a pod has a network namespace with loopback alone. */
+  readonly network?: PodNetwork;
 }
 
 export class RuncController implements SandboxController {
@@ -65,36 +69,58 @@ export class RuncController implements SandboxController {
     if (await exists(paths.root)) throw new VmpodError("AlreadyExists", `runc pod ${id} already has state at ${paths.root}`);
     const hostname = config.hostname || config.metadata.name;
     await using undo = new Rollback();
+    let ips: readonly string[] = [];
     try {
       await mkdir(paths.root, { recursive: true, mode: 0o700 });
       undo.push("remove pod dir", () => rm(paths.root, { recursive: true, force: true }));
       await writeFileAtomic(paths.podFile, JSON.stringify({ id, handler: this.handler, hostname }));
       await mkdir(paths.containers, { mode: 0o700 });
       await mkdir(paths.runtimeRoot, { mode: 0o700 });
-      await createPodNamespaces(paths, hostname, this.namespaceTools());
+      const network = await this.attachNetwork(request);
+      if (network) undo.push("tear down network", () => this.tearDownNetwork(id));
+      ips = network?.ips ?? [];
+      await createPodNamespaces(paths, hostname, this.namespaceTools(), network ? { netnsPath: network.netnsPath } : {});
       undo.push("remove namespaces", () => this.pod(id).stop());
     } catch (err) {
       throw wrap(`create runc pod ${id}`, err);
     }
     undo.commit();
-    return this.pod(id);
+    return this.pod(id, ips);
+  }
+
+  /**
+   * The pod's CNI network, its containers in the netns itself. None for a
+   * pod on the node's network (its containers join the host's), nor while
+   * CNI is not ready (then the pod has loopback alone, and host ports are
+   * refused).
+   */
+  private async attachNetwork(request: PodCreateRequest): Promise<{ netnsPath: string; ips: readonly string[] } | undefined> {
+    if (request.config.namespaces.network === "NODE") return undefined;
+    const network = await usableNetwork(this.options.network, request, this.options.logger);
+    return network?.setUp(podNetworkRequest(request, { vmLink: false }));
+  }
+
+  private async tearDownNetwork(id: string): Promise<void> {
+    await this.options.network?.tearDown(id);
   }
 
   async recover(id: string, _config: PodConfig): Promise<PodSandbox | undefined> {
     if (!isSafeId(id)) return undefined;
     const paths = podPaths(this.options.stateRoot, id);
     if (!(await exists(paths.root))) return undefined;
+    if (await podNamespacesAlive(paths)) return this.pod(id, (await this.options.network?.find(id))?.ips ?? []);
     const pod = this.pod(id);
-    if (await podNamespacesAlive(paths)) return pod;
     // The namespaces are gone (a reboot, someone unmounted them): nothing of the pod can be trusted.
     await pod.stop().catch((err: unknown) => this.options.logger.warn("could not clean up a runc pod left from before", { pod: id, err: messageOf(err) }));
     return undefined;
   }
 
-  private pod(id: string): RuncPod {
+  private pod(id: string, ips: readonly string[] = []): RuncPod {
     const paths = podPaths(this.options.stateRoot, id);
     return new RuncPod({
       id,
+      ips,
+      afterStop: () => this.tearDownNetwork(id),
       handler: this.handler,
       paths,
       runtime: new RuntimeCli(this.options.runtimePath, paths.runtimeRoot),

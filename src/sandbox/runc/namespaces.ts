@@ -13,7 +13,7 @@
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { VmpodError, messageOf } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
-import { mountPoints, unmount } from "../../common/mount.js";
+import { bindMount, mountPoints, unmount } from "../../common/mount.js";
 import type { PodPaths } from "./layout.js";
 
 export interface NamespaceTools {
@@ -27,14 +27,20 @@ export interface NamespaceTools {
 export const DEFAULT_NAMESPACE_TOOLS: NamespaceTools = { unshare: "unshare", nsenter: "nsenter", ip: "ip", busybox: "/bin/busybox" };
 
 /** Makes the pod's namespaces, named by their files in `paths.nsDir`. Cleans up after itself on failure. */
-export async function createPodNamespaces(paths: PodPaths, hostname: string, tools: NamespaceTools): Promise<void> {
+export async function createPodNamespaces(paths: PodPaths, hostname: string, tools: NamespaceTools, options: { readonly netnsPath?: string } = {}): Promise<void> {
   await mkdir(paths.nsDir, { recursive: true, mode: 0o700 });
   try {
     for (const f of [paths.net, paths.ipc, paths.uts]) await writeFile(f, "", { mode: 0o600 });
-    await run(tools.unshare, [`--net=${paths.net}`, `--ipc=${paths.ipc}`, `--uts=${paths.uts}`, "--", tools.busybox, "hostname", hostname], {
+    // With a network made by CNI the pod joins its netns; without, it gets a new one with loopback alone.
+    const net = options.netnsPath === undefined ? [`--net=${paths.net}`] : [];
+    await run(tools.unshare, [...net, `--ipc=${paths.ipc}`, `--uts=${paths.uts}`, "--", tools.busybox, "hostname", hostname], {
       whenMissing: "install util-linux",
     });
-    await run(tools.nsenter, [`--net=${paths.net}`, "--", tools.ip, "link", "set", "lo", "up"], { whenMissing: "install iproute2" });
+    if (options.netnsPath === undefined) {
+      await run(tools.nsenter, [`--net=${paths.net}`, "--", tools.ip, "link", "set", "lo", "up"], { whenMissing: "install iproute2" });
+    } else {
+      await bindMount(options.netnsPath, paths.net);
+    }
   } catch (err) {
     await removePodNamespaces(paths).catch(() => undefined);
     throw new VmpodError("Internal", "create pod namespaces", { cause: err });

@@ -48,6 +48,10 @@ export interface RuncPodOptions {
   readonly cgroups: Cgroups;
   readonly tools: RuncTools;
   readonly logger: Logger;
+  /** The pod's IP addresses (its CNI network), the primary first. */
+  readonly ips?: readonly string[];
+  /** Runs after the pod's containers and namespaces are gone (the CNI network's tear-down). */
+  readonly afterStop?: () => Promise<void>;
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -77,6 +81,10 @@ export class RuncPod implements PodSandbox {
 
   get handler(): string {
     return this.o.handler;
+  }
+
+  get ips(): readonly string[] {
+    return this.o.ips ?? [];
   }
 
   /** The pod's namespaces, for the spec builder (PodNamespacePaths) and CNI. */
@@ -334,6 +342,7 @@ export class RuncPod implements PodSandbox {
     await this.o.cgroups.removeEmpty(`/vmpod/${this.id}`).catch(() => undefined);
     await unmountTree(this.o.paths.root).catch((err: unknown) => failures.push(err));
     await rm(this.o.paths.root, { recursive: true, force: true }).catch((err: unknown) => failures.push(err));
+    if (this.o.afterStop) await this.o.afterStop().catch((err: unknown) => failures.push(err));
     if (failures.length > 0) throw new VmpodError("Internal", `stop pod ${this.id}`, { cause: new AggregateError(failures, failures.map(messageOf).join("; ")) });
   }
 }
