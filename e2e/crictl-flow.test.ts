@@ -162,6 +162,7 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
 
     const { url: ttyUrl } = await rt.exec({ containerId: c1, cmd: ["sh", "-c", "stty size; echo tty-ok"], tty: true, stdout: true });
     const tty = await runSpdyCommand(ttyUrl, { tty: true, stdout: true, resizes: [{ Width: 101, Height: 33 }] });
+    assert.match(tty.stdout, /^33 101\r?\n/, "the command sees the client's terminal size from its start");
     assert.match(tty.stdout, /tty-ok/);
     assert.match(tty.error, /Success/);
 
