@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   "rootfs-io": () => import("./rootfs-io.js"),
   "pod-start": () => import("./pod-start.js"),
   "cri-latency": () => import("./cri-latency.js"),
+  "pod-net": () => import("./pod-net.js"),
 };
 
 async function main(): Promise<void> {
