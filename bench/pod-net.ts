@@ -130,7 +130,7 @@ function mbps(blocks: number, seconds: number): number {
 
 function bytesNote(blocks: number): string {
   const bytes = blocks * BLOCK;
-  return `${bytes} bytes (${(bytes / 2 ** 20).toFixed(0)} MiB)`;
+  return `${bytes} bytes (${(bytes / 2 ** 20).toFixed(1)} MiB)`;
 }
 
 async function startPod(daemon: Daemon, podIds: string[], name: string, image: string, command: string[]): Promise<{ containerId: string; ip: string }> {
@@ -219,7 +219,7 @@ export async function run(): Promise<void> {
     floor: median(results.plainToPlain),
     note:
       `${common}; ours: a client pod VM to a server pod VM, ${bytesNote(blocks.podToPod)} a run, timed in the client's guest (/proc/uptime), runs ${runs("podToPod")}; ` +
-      `floor: two plain netns on the same bridge (veth pairs), ${bytesNote(blocks.plainToPlain)} a run, timed around the client's process, runs ${runs("plainToPlain")}`,
+      `floor: two plain netns on the same bridge (veth pairs), ${bytesNote(blocks.plainToPlain)} a run, timed around the client's process on the node, runs ${runs("plainToPlain")}`,
   });
   emit({
     bench: "pod-net",
