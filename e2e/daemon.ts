@@ -33,6 +33,8 @@ export interface Daemon {
 export interface DaemonOptions {
   /** More configuration.toml, appended. */
   readonly extraToml?: string;
+  /** More keys of the [runtime] section ("internetworking_model = ..."). */
+  readonly runtimeToml?: string;
   /**
    * A network namespace (by name, under /run/netns) the daemon runs in, as
    * if it were the node's: its CNI bridge, routes and iptables rules stay there.
@@ -51,7 +53,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const config = join(root, "configuration.toml");
   await writeFile(
     config,
-    `[runtime]\nstate_root = "${join(root, "state")}"\n[image]\nroot = "${join(root, "images")}"\n[cri]\nsocket = "${socket}"\n${extraToml}\n`,
+    `[runtime]\nstate_root = "${join(root, "state")}"\n${options.runtimeToml ?? ""}\n[image]\nroot = "${join(root, "images")}"\n[cri]\nsocket = "${socket}"\n${extraToml}\n`,
   );
   const repo = await findRepoRoot(import.meta.dirname);
   let child: ChildProcess | undefined;

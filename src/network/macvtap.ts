@@ -3,7 +3,8 @@
  * opened by descriptor like the tap. The macvtap takes the CNI interface's
  * hardware address (the one the pod's network knows the pod by, and the
  * guest's NIC uses), and the CNI interface gets a new random one, since a
- * macvtap may not share its lower device's address.
+ * macvtap may not share its lower device's address; the CNI interface stops
+ * answering ARP, so the pod's address is the guest's alone.
  *
  * Its character device /dev/tapN is made by udev on most hosts, and only
  * for macvtaps of the host's netns; here the node is made by the daemon in
@@ -34,6 +35,9 @@ export async function openMacvtap(ns: string, lower: string, devDir: string, nam
   await run("ip", ["-n", ns, "link", "add", "link", lower, "name", name, "type", "macvtap", "mode", "bridge"]);
   try {
     await setLinkAddress(ns, lower, randomMac());
+    // The CNI interface keeps the pod's addresses (for CNI's DEL and CHECK) but must not answer
+    // for them: ARP replies with its new address would take the pod's traffic from the guest.
+    await run("ip", ["-n", ns, "link", "set", "dev", lower, "arp", "off"]);
     await setLinkUp(ns, name, { mtu: lowerLink.mtu, mac: lowerLink.mac });
     const link = await readLink(ns, name);
     if (link === undefined) throw new VmpodError("Internal", `macvtap ${name} vanished from ${ns}`);
@@ -44,6 +48,7 @@ export async function openMacvtap(ns: string, lower: string, devDir: string, nam
   } catch (err) {
     await deleteLink(ns, name).catch(() => {});
     await setLinkAddress(ns, lower, lowerLink.mac).catch(() => {});
+    await run("ip", ["-n", ns, "link", "set", "dev", lower, "arp", "on"]).catch(() => {});
     throw err;
   }
 }
