@@ -28,6 +28,7 @@ export function defaultConfig(assetDir: string): Config {
     runtime: {
       stateRoot: "/run/vmpod",
       logLevel: "info",
+      enableDebug: false,
       defaultHandler: "vmpod",
       handlers: { vmpod: { type: "vm" }, runc: { type: "oci", runtimePath: "/usr/bin/runc" } },
     },
@@ -49,6 +50,10 @@ export function defaultConfig(assetDir: string): Config {
       cacheDir: "/var/lib/vmpod/cni",
       pluginTimeoutMs: 30_000,
       interNetworkingModel: "tcfilter",
+    },
+    metrics: {
+      enable: true,
+      address: "127.0.0.1:8090",
     },
   };
 }

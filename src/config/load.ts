@@ -58,6 +58,7 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
     runtime: {
       stateRoot: reader.str("runtime.state_root", d.runtime.stateRoot),
       logLevel: reader.oneOf("runtime.log_level", ["debug", "info", "warn", "error"], d.runtime.logLevel),
+      enableDebug: reader.bool("runtime.enable_debug", d.runtime.enableDebug),
       defaultHandler: reader.str("runtime.default_handler", d.runtime.defaultHandler),
       handlers: reader.handlers("runtime.handlers", d.runtime.handlers),
     },
@@ -80,10 +81,15 @@ export function parseConfig(text: string, source: string, assetDir: string): Loa
       pluginTimeoutMs: reader.int("cni.plugin_timeout", d.network.pluginTimeoutMs / 1000, 1, 3600) * 1000,
       interNetworkingModel: reader.oneOf<InterNetworkingModel>("runtime.internetworking_model", ["tcfilter", "macvtap"], d.network.interNetworkingModel),
     },
+    metrics: {
+      enable: reader.bool("metrics.enable", d.metrics.enable),
+      address: reader.str("metrics.address", d.metrics.address),
+    },
   };
   if (!(config.runtime.defaultHandler in config.runtime.handlers)) {
     throw new VmpodError("InvalidArgument", `${source}: runtime.default_handler = ${JSON.stringify(config.runtime.defaultHandler)} is not among runtime.handlers (${Object.keys(config.runtime.handlers).join(", ")})`);
   }
+  if (!/^[^:]+:\d+$/.test(config.metrics.address)) throw new VmpodError("InvalidArgument", `${source}: metrics.address must be host:port, not ${JSON.stringify(config.metrics.address)}`);
   if (!/^[^:]+:\d+$/.test(config.cri.streamAddress)) throw new VmpodError("InvalidArgument", `${source}: cri.stream_address must be host:port, not ${JSON.stringify(config.cri.streamAddress)}`);
   if (!config.hypervisor.disableBlockDeviceUse && config.hypervisor.blockDeviceDriver === "virtio-blk") {
     // microvm has no PCI hot-plug at all; on q35 adding layers on PCI root ports is not built yet.

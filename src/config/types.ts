@@ -48,6 +48,8 @@ export interface RuntimeConfig {
   /** Where pod and VM state lives (sockets, logs, records). */
   readonly stateRoot: string;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** Per-layer tracing: debug-level logs, and each pod's guest console and agent log in the daemon's log. */
+  readonly enableDebug: boolean;
   /** The handler of pods whose RuntimeClass names none. */
   readonly defaultHandler: string;
   /** By the name a RuntimeClass's `handler` gives. */
@@ -113,6 +115,13 @@ export interface NetworkConfig {
   readonly interNetworkingModel: InterNetworkingModel;
 }
 
+/** The Prometheus endpoint (and /healthz). */
+export interface MetricsConfig {
+  readonly enable: boolean;
+  /** host:port it listens on (port 0: any free one). */
+  readonly address: string;
+}
+
 export interface Config {
   readonly hypervisor: HypervisorConfig;
   readonly agent: AgentConfig;
@@ -120,4 +129,5 @@ export interface Config {
   readonly image: ImageConfig;
   readonly cri: CriConfig;
   readonly network: NetworkConfig;
+  readonly metrics: MetricsConfig;
 }

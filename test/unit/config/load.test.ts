@@ -166,4 +166,14 @@ plugin_dir = "typo"
     check(`[cni]\nconf_dir = ""`, /cni\.conf_dir must be a non-empty string/);
     check(`[runtime]\ninternetworking_model = "bridged"`, /runtime\.internetworking_model must be one of tcfilter, macvtap/);
   });
+
+  it("reads the metrics endpoint and debug switch, and refuses a bad address", () => {
+    const { config } = parseConfig(`[runtime]\nenable_debug = true\n[metrics]\nenable = false\naddress = "0.0.0.0:9100"`, "c.toml", "/a");
+    assert.equal(config.runtime.enableDebug, true);
+    assert.deepEqual(config.metrics, { enable: false, address: "0.0.0.0:9100" });
+    assert.throws(
+      () => parseConfig(`[metrics]\naddress = "9100"`, "c.toml", "/a"),
+      (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && /metrics\.address must be host:port/.test(err.message),
+    );
+  });
 });
