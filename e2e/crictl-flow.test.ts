@@ -160,9 +160,9 @@ describe("CRI end to end (a real daemon, real VMs)", function () {
     assert.equal(Buffer.from(sync.stderr).toString(), "err\n");
     assert.equal(sync.exitCode, 3);
 
-    const { url: ttyUrl } = await rt.exec({ containerId: c1, cmd: ["sh", "-c", "stty size; echo tty-ok"], tty: true, stdout: true });
+    const { url: ttyUrl } = await rt.exec({ containerId: c1, cmd: ["sh", "-c", "sleep 0.5; stty size; echo tty-ok"], tty: true, stdout: true });
     const tty = await runSpdyCommand(ttyUrl, { tty: true, stdout: true, resizes: [{ Width: 101, Height: 33 }] });
-    assert.match(tty.stdout, /^33 101\r?\n/, "the command sees the client's terminal size from its start");
+    assert.match(tty.stdout, /^33 101\r?\n/, "the command sees the client's terminal size, with no resize of its own");
     assert.match(tty.stdout, /tty-ok/);
     assert.match(tty.error, /Success/);
 
