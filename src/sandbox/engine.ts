@@ -2,7 +2,8 @@
  * Boots pod VMs from the configuration: what is fixed for the life of the
  * daemon (acceleration, the guest's kernel parameters, the host's TSC
  * frequency) is decided once and handed in; each boot gets a fresh
- * Hypervisor from the factory.
+ * Hypervisor from the factory. Each VM booted or taken over is told to the
+ * observer (metrics, the debug copy of its console).
  */
 import { rm } from "node:fs/promises";
 import type { Logger } from "../common/log.js";
@@ -14,6 +15,7 @@ import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { Accel, VmSpec } from "../hypervisor/spec.js";
 import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
 import { sandboxPaths, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
+import { quietVmObserver, type VmObserver } from "./observer.js";
 import { PodVm } from "./pod-vm.js";
 
 export interface HostFacts {
@@ -47,6 +49,7 @@ export class VmEngine {
     private readonly host: HostFacts,
     private readonly newHypervisor: () => Hypervisor,
     private readonly logger: Logger,
+    private readonly observer: VmObserver = quietVmObserver,
   ) {}
 
   /** The VM a boot of `request` launches, and where its files go. */
@@ -85,7 +88,7 @@ export class VmEngine {
    * then the caller's to clean up (cleanupLeftovers).
    */
   async reattach(id: string, signal?: AbortSignal): Promise<PodVm> {
-    return PodVm.reattach({
+    const vm = await PodVm.reattach({
       id,
       paths: sandboxPaths(this.config.runtime.stateRoot, id),
       hypervisor: this.newHypervisor(),
@@ -94,11 +97,13 @@ export class VmEngine {
       logger: this.logger.child({ pod: id }),
       ...(signal ? { signal } : {}),
     });
+    this.observer.reattached(vm);
+    return vm;
   }
 
   async boot(request: BootRequest): Promise<PodVm> {
     const { paths, spec } = this.vmFor(request);
-    return PodVm.boot({
+    const vm = await PodVm.boot({
       id: request.id,
       paths,
       spec,
@@ -111,5 +116,7 @@ export class VmEngine {
       logger: this.logger.child({ pod: request.id }),
       ...(request.signal ? { signal: request.signal } : {}),
     });
+    this.observer.booted(vm, vm.timings);
+    return vm;
   }
 }

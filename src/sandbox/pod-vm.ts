@@ -84,6 +84,8 @@ export class PodVm {
     readonly id: string,
     readonly paths: SandboxPaths,
     readonly timings: BootTimings,
+    /** The pid of the VM's QEMU (taken over with the VM after a restart too). */
+    readonly qemuPid: number,
     private readonly spec: VmSpec,
     private readonly hypervisor: Hypervisor,
     private readonly agent: AgentClient,
@@ -92,6 +94,11 @@ export class PodVm {
     private readonly logger: Logger,
   ) {
     this.layerDisks = spec.blockHotplug ? new LayerDisks(hypervisor, logger) : undefined;
+  }
+
+  /** The file the guest's serial console is written to (kernel, init and agent log). */
+  get consoleLog(): string {
+    return this.spec.consoleLog;
   }
 
   /** The VM's vCPUs and memory. */
@@ -116,6 +123,7 @@ export class PodVm {
       t = now;
       return ms;
     };
+    let qemuPid: number;
     try {
       await mkdir(paths.root, { recursive: true, mode: 0o700 });
       undo.push("remove state dir", () => rm(paths.root, { recursive: true, force: true }));
@@ -127,7 +135,9 @@ export class PodVm {
       timings.prepareMs = lap();
       await hypervisor.start(signalOpt(options.signal));
       // Before anything else: a vmpod that dies from here on leaves a VM the next one can take over.
-      await saveVmRecord(paths, { spec: options.spec, handle: await hypervisor.handle() });
+      const handle = await hypervisor.handle();
+      await saveVmRecord(paths, { spec: options.spec, handle });
+      qemuPid = handle.qemu.pid;
       timings.vmStartMs = lap();
     } catch (err) {
       throw wrap("boot vm", err);
@@ -156,7 +166,7 @@ export class PodVm {
     }
     undo.commit();
     logger.debug("pod vm booted", { ...timings });
-    return new PodVm(options.id, paths, timings, options.spec, hypervisor, agent, exited, logger);
+    return new PodVm(options.id, paths, timings, qemuPid, options.spec, hypervisor, agent, exited, logger);
   }
 
   /**
@@ -177,7 +187,7 @@ export class PodVm {
     const exited = hypervisor.wait();
     const agent = await connectToAgent(spec, exited, options);
     const timings: BootTimings = { prepareMs: 0, vmStartMs: 0, agentMs: performance.now() - started, sandboxMs: 0 };
-    return new PodVm(options.id, paths, timings, spec, hypervisor, agent, exited, options.logger);
+    return new PodVm(options.id, paths, timings, handle.qemu.pid, spec, hypervisor, agent, exited, options.logger);
   }
 
   /** The agent, for calls this class does not wrap. */

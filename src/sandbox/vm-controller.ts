@@ -166,7 +166,7 @@ class VmSandbox implements PodSandbox {
   }
 
   info(): Readonly<Record<string, unknown>> {
-    return { vcpus: this.size.vcpus, memoryMiB: this.size.memoryMiB, bootTimings: this.vm.timings };
+    return { vcpus: this.size.vcpus, memoryMiB: this.size.memoryMiB, bootTimings: this.vm.timings, qemuPid: this.vm.qemuPid, stateDir: this.vm.paths.root, consoleLog: this.vm.consoleLog };
   }
 
   async shareMount(containerId: string, index: number, mount: SharedMount): Promise<string> {
