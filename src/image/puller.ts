@@ -15,6 +15,7 @@ import type { Logger } from "../common/log.js";
 import { DigestingStream, type Digest } from "./digest.js";
 import type { Limiter, SingleFlight } from "./limit.js";
 import { layerCompression, parseImageConfig, parseManifest, parseManifestOrIndex, selectPlatform, type ImageManifest } from "./manifest.js";
+import type { ImageObserver } from "./observer.js";
 import { formatReference, repoDigest, repoTag } from "./reference.js";
 import type { ContentStore } from "./store/content.js";
 import type { LayerInfo, LayerStore } from "./store/layers.js";
@@ -40,6 +41,8 @@ export interface PullContext {
   readonly logger: Logger;
   /** How often a pull under way logs its progress. */
   readonly progressEveryMs: number;
+  /** Told of every byte received from the registry. */
+  readonly observer: ImageObserver;
 }
 
 export interface PullRequest {
@@ -69,6 +72,7 @@ export async function pullImage(ctx: PullContext, request: PullRequest): Promise
   const top = await ctx.registry.getManifest(ref, options).catch((err: unknown) => {
     throw wrap(`fetch manifest of ${name}`, err);
   });
+  ctx.observer.pullBytes(top.bytes.length);
   const blobs: { digest: Digest; bytes: Buffer }[] = [{ digest: top.digest, bytes: top.bytes }];
   let manifestFetched = top;
   const parsed = parseManifestOrIndex(top.bytes, top.mediaType);
@@ -78,6 +82,7 @@ export async function pullImage(ctx: PullContext, request: PullRequest): Promise
     manifestFetched = await ctx.registry.getManifestByDigest(ref, chosen.digest, options).catch((err: unknown) => {
       throw wrap(`fetch manifest ${chosen.digest} of ${name}`, err);
     });
+    ctx.observer.pullBytes(manifestFetched.bytes.length);
     blobs.push({ digest: manifestFetched.digest, bytes: manifestFetched.bytes });
     manifest = parseManifest(manifestFetched.bytes, manifestFetched.mediaType);
   } else {
@@ -132,7 +137,10 @@ async function fetchSmallBlob(ctx: PullContext, ref: ImageReference, desc: Descr
   const verify = new DigestingStream({ digest: desc.digest, size: desc.size, what: `config ${desc.digest}` });
   const chunks: Buffer[] = [];
   download.body.on("error", (err) => verify.destroy(err));
-  for await (const chunk of download.body.pipe(verify)) chunks.push(chunk as Buffer);
+  for await (const chunk of download.body.pipe(verify)) {
+    chunks.push(chunk as Buffer);
+    ctx.observer.pullBytes((chunk as Buffer).length);
+  }
   verify.check();
   return Buffer.concat(chunks);
 }
@@ -183,6 +191,7 @@ async function fetchLayer(
           batched += chunk.length;
           if (batched >= INGEST_BATCH) await flush();
           progress.add(layer, chunk.length);
+          ctx.observer.pullBytes(chunk.length);
           yield chunk;
         }
       } finally {

@@ -15,6 +15,7 @@ import type { Logger } from "../common/log.js";
 import type { ImageConfig } from "../config/types.js";
 import { isDigest, type Digest } from "./digest.js";
 import { Limiter, SingleFlight } from "./limit.js";
+import { quietImageObserver, type ImageObserver } from "./observer.js";
 import { PROGRESS_EVERY_MS, pullImage, type PullContext } from "./puller.js";
 import { formatReference, parseReference, repoDigest, repoTag } from "./reference.js";
 import { ContentStore } from "./store/content.js";
@@ -42,6 +43,8 @@ export interface ImageStoreOptions {
   readonly logger: Logger;
   /** How often a pull under way logs its progress (5 s unless told). */
   readonly progressEveryMs?: number;
+  /** Told of each pull and the bytes it received (metrics); nobody unless told. */
+  readonly observer?: ImageObserver;
 }
 
 export class LocalImageService implements ImageService {
@@ -71,6 +74,7 @@ export class LocalImageService implements ImageService {
       layerFlights: new SingleFlight<LayerInfo>(),
       logger: options.logger,
       progressEveryMs: options.progressEveryMs ?? PROGRESS_EVERY_MS,
+      observer: options.observer ?? quietImageObserver,
     };
   }
 
@@ -91,11 +95,24 @@ export class LocalImageService implements ImageService {
     const key = formatReference(ref);
     // Callers with other credentials or a pin do not share a pull they could not make themselves.
     const flightKey = `${key}\u0000${JSON.stringify(options.credentials ?? {})}\u0000${options.pinned === true}`;
-    return this.pulls.run(flightKey, () => this.doPull(ref, options));
+    return this.pulls.run(flightKey, () => this.observedPull(ref, options));
   }
 
-  private async doPull(ref: ImageReference, options: PullOptions): Promise<ImageRecord> {
+  /** One pull (not each caller sharing it), told to the observer. */
+  private async observedPull(ref: ImageReference, options: PullOptions): Promise<ImageRecord> {
     const started = performance.now();
+    const ended = (ok: boolean) => this.pullContext.observer.pullEnded((performance.now() - started) / 1000, ok);
+    try {
+      const record = await this.doPull(ref, options, started);
+      ended(true);
+      return record;
+    } catch (err) {
+      ended(false);
+      throw err;
+    }
+  }
+
+  private async doPull(ref: ImageReference, options: PullOptions, started: number): Promise<ImageRecord> {
     const pulled = await pullImage(this.pullContext, {
       ref,
       ...(options.credentials ? { credentials: options.credentials } : {}),
