@@ -2,8 +2,9 @@
  * The one wrapper every CRI handler goes through: a readiness gate (until
  * the runtime is ready only the calls that report on it are answered, the
  * rest fail with UNAVAILABLE), one log line per call with its method,
- * duration and status code (debug for the calls kubelet polls), and the
- * error mapping of errors.ts.
+ * duration, status code and the pod and container it concerns (debug for
+ * the calls kubelet polls), the same facts told to an observer (the
+ * daemon's metrics), and the error mapping of errors.ts.
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -13,10 +14,21 @@ import type { Fields, Logger } from "../common/log.js";
 import { codeName, toGrpcStatus } from "./errors.js";
 import type { AnyHandler, CallContext, ServiceHandlers } from "./grpc.js";
 
+/** Told of every call as it ends (the daemon's metrics). */
+export interface CallObserver {
+  /**
+   * `method` is the RPC's name ("RunPodSandbox"), `code` the gRPC status
+   * code's name ("OK", "NOT_FOUND"), `seconds` the time from the request to
+   * the status (for a stream, its whole life).
+   */
+  callEnded(method: string, code: string, seconds: number): void;
+}
+
 export interface InstrumentOptions {
   readonly logger: Logger;
   /** Whether the runtime is ready for every call. */
   readonly ready: () => boolean;
+  readonly observer?: CallObserver;
 }
 
 /** Calls answered before the runtime is ready: they only describe it. */
@@ -27,11 +39,11 @@ export function isPolled(method: string): boolean {
   return method === "Version" || method === "ImageFsInfo" || method.startsWith("List") || method.startsWith("Stream") || method.endsWith("Status") || method.endsWith("Stats");
 }
 
-/** The ids a request names, for the log line. */
-function requestFields(request: unknown): Fields {
+/** The ids a request names, or a response gives (a new pod's or container's), for the log line. */
+function idFields(message: unknown): Fields {
   const fields: Fields = {};
-  if (request === null || typeof request !== "object") return fields;
-  const r = request as { podSandboxId?: unknown; containerId?: unknown };
+  if (message === null || typeof message !== "object") return fields;
+  const r = message as { podSandboxId?: unknown; containerId?: unknown };
   if (typeof r.podSandboxId === "string" && r.podSandboxId !== "") fields.pod = r.podSandboxId;
   if (typeof r.containerId === "string" && r.containerId !== "") fields.container = r.containerId;
   return fields;
@@ -45,6 +57,7 @@ class CallLog {
     private readonly logger: Logger,
     private readonly method: string,
     private readonly fields: Fields,
+    private readonly observer: CallObserver | undefined,
   ) {}
 
   ok(extra: Fields = {}): void {
@@ -64,7 +77,9 @@ class CallLog {
   private finish(code: Code, extra: Fields): void {
     if (this.done) return;
     this.done = true;
-    const fields = { method: this.method, code: codeName(code), durationMs: Math.round((performance.now() - this.start) * 10) / 10, ...this.fields, ...extra };
+    const ms = performance.now() - this.start;
+    this.observer?.callEnded(this.method, codeName(code), ms / 1000);
+    const fields = { method: this.method, code: codeName(code), durationMs: Math.round(ms * 10) / 10, ...this.fields, ...extra };
     const polled = isPolled(this.method);
     if (code === Code.OK || code === Code.CANCELLED) (polled ? this.logger.debug : this.logger.info).call(this.logger, "cri call", fields);
     else if (code === Code.INTERNAL || code === Code.UNKNOWN) this.logger.error("cri call", fields);
@@ -80,11 +95,11 @@ function gate(method: DescMethod, ready: () => boolean): void {
 function unary(method: DescMethod, handler: AnyHandler, options: InstrumentOptions): AnyHandler {
   const call = handler as (request: unknown, context: CallContext) => Promise<unknown>;
   return async (request: unknown, context: CallContext) => {
-    const log = new CallLog(options.logger, method.name, requestFields(request));
+    const log = new CallLog(options.logger, method.name, idFields(request), options.observer);
     try {
       gate(method, options.ready);
       const response = await call(request, context);
-      log.ok();
+      log.ok(idFields(response));
       return response;
     } catch (err) {
       log.failed(err, context.signal);
@@ -96,7 +111,7 @@ function unary(method: DescMethod, handler: AnyHandler, options: InstrumentOptio
 function stream(method: DescMethod, handler: AnyHandler, options: InstrumentOptions): AnyHandler {
   const call = handler as (request: unknown, context: CallContext) => AsyncIterable<unknown>;
   return async function* (request: unknown, context: CallContext) {
-    const log = new CallLog(options.logger, method.name, requestFields(request));
+    const log = new CallLog(options.logger, method.name, idFields(request), options.observer);
     let sent = 0;
     try {
       gate(method, options.ready);

@@ -17,7 +17,7 @@ import type { Runtime } from "../sandbox/runtime.js";
 import type { CriImages } from "./deps.js";
 import { serviceDefinition, serviceImplementation } from "./grpc.js";
 import { imageServiceHandlers } from "./image-service.js";
-import { instrument } from "./instrument.js";
+import { instrument, type CallObserver } from "./instrument.js";
 import { runtimeServiceHandlers } from "./runtime-service.js";
 import type { StreamingUrls } from "./streaming/types.js";
 import { CpuRates } from "./translate-stats.js";
@@ -38,6 +38,8 @@ export interface CriServerOptions {
   readonly ready?: () => boolean;
   /** How long close() lets calls finish before cutting them; 5 s when omitted. */
   readonly closeGraceMs?: number;
+  /** Told of every call as it ends (the daemon's metrics). */
+  readonly observer?: CallObserver;
 }
 
 export interface CriServer {
@@ -70,7 +72,7 @@ async function clearStaleSocket(path: string): Promise<void> {
 export function createCriServer(options: CriServerOptions): CriServer {
   const logger = options.logger;
   const deps = { runtime: options.runtime, images: options.images, streaming: options.streaming, version: options.version, logger, rates: new CpuRates() };
-  const instrumentOptions = { logger, ready: options.ready ?? (() => true) };
+  const instrumentOptions = { logger, ready: options.ready ?? (() => true), ...(options.observer ? { observer: options.observer } : {}) };
   const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES, "grpc.max_send_message_length": MAX_MESSAGE_BYTES });
   server.addService(serviceDefinition(RuntimeService), serviceImplementation(RuntimeService, instrument(RuntimeService, runtimeServiceHandlers(deps), instrumentOptions)));
   server.addService(serviceDefinition(ImageService), serviceImplementation(ImageService, instrument(ImageService, imageServiceHandlers(deps), instrumentOptions)));
