@@ -5,8 +5,9 @@ import { VmpodError } from "../../../src/common/errors.js";
 
 describe("configuration.toml", () => {
   it("gives every key its default from an empty file", () => {
-    const { config, warnings } = parseConfig("", "c.toml", "/assets");
+    const { config, warnings, source } = parseConfig("", "c.toml", "/assets");
     assert.deepEqual(config, defaultConfig("/assets"));
+    assert.equal(source, "c.toml");
     assert.deepEqual(warnings, []);
   });
 
@@ -37,15 +38,15 @@ dial_timeout = 30
   it("names the file and key of a wrong type or impossible value", () => {
     const check = (text: string, pattern: RegExp) =>
       assert.throws(() => parseConfig(text, "/etc/vmpod/c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
-    check(`[hypervisor.qemu]\ndefault_vcpus = 0`, /\/etc\/vmpod\/c\.toml: hypervisor\.qemu\.default_vcpus = 0 is out of range/);
+    check(`[hypervisor.qemu]\ndefault_vcpus = 0`, /^\/etc\/vmpod\/c\.toml:2: hypervisor\.qemu\.default_vcpus = 0 is out of range/);
     check(`[hypervisor.qemu]\ndefault_memory = "lots"`, /hypervisor\.qemu\.default_memory must be an integer/);
     check(`[hypervisor.qemu]\nmachine_type = "pc"`, /machine_type must be one of microvm, q35/);
-    check(`[hypervisor.qemu\n`, /\/etc\/vmpod\/c\.toml/);
+    check(`[hypervisor.qemu\n`, /^\/etc\/vmpod\/c\.toml:1:\d+: not valid TOML/);
   });
 
   it("reports unknown keys as warnings", () => {
     const { warnings } = parseConfig(`[hypervisor.qemu]\nmachine_typo = "q35"\n[nonsense]\nx = 1`, "c.toml", "/a");
-    assert.deepEqual(warnings, ["c.toml: unknown key hypervisor.qemu.machine_typo", "c.toml: unknown key nonsense.x"]);
+    assert.deepEqual(warnings, ["c.toml:2: unknown key hypervisor.qemu.machine_typo", "c.toml:4: unknown key nonsense.x"]);
   });
 
   it("reads the image store, block layers and per-registry settings", () => {
@@ -76,7 +77,7 @@ mirror = "typo"
     assert.equal(config.image.sandboxImage, "127.0.0.1:5000/pause:1");
     assert.deepEqual(config.image.registries["docker.io"], { mirrors: ["https://mirror.example:5000", "http://127.0.0.1:5001"], insecureSkipVerify: false, caFiles: [] });
     assert.deepEqual(config.image.registries["127.0.0.1:5000"], { mirrors: [], plainHttp: false, insecureSkipVerify: true, caFiles: ["/etc/ssl/local.pem"] });
-    assert.deepEqual(warnings, ['c.toml: unknown key registries."127.0.0.1:5000".mirror']);
+    assert.deepEqual(warnings, ['c.toml:15: unknown key registries."127.0.0.1:5000".mirror']);
   });
 
   it("refuses bad image and registry settings, naming the key", () => {
@@ -146,7 +147,7 @@ plugin_dir = "typo"
       pluginTimeoutMs: 5_000,
       interNetworkingModel: "macvtap",
     });
-    assert.deepEqual(warnings, ["c.toml: unknown key cni.plugin_dir"]);
+    assert.deepEqual(warnings, ["c.toml:8: unknown key cni.plugin_dir"]);
     assert.deepEqual(parseConfig("", "c.toml", "/a").config.network, {
       confDir: "/etc/cni/net.d",
       binDirs: ["/opt/cni/bin", "/usr/lib/cni"],
@@ -159,10 +160,10 @@ plugin_dir = "typo"
   it("refuses bad [cni] values, naming the file and key", () => {
     const check = (text: string, pattern: RegExp) =>
       assert.throws(() => parseConfig(text, "/etc/vmpod/c.toml", "/a"), (err: unknown) => err instanceof VmpodError && err.kind === "InvalidArgument" && pattern.test(err.message));
-    check(`[cni]\nbin_dirs = "/opt/cni/bin"`, /\/etc\/vmpod\/c\.toml: cni\.bin_dirs must be a non-empty array of absolute paths/);
+    check(`[cni]\nbin_dirs = "/opt/cni/bin"`, /\/etc\/vmpod\/c\.toml:2: cni\.bin_dirs must be a non-empty array of absolute paths/);
     check(`[cni]\nbin_dirs = []`, /cni\.bin_dirs must be a non-empty array/);
     check(`[cni]\nbin_dirs = ["relative/bin"]`, /cni\.bin_dirs must be a non-empty array of absolute paths/);
-    check(`[cni]\nplugin_timeout = 0`, /\/etc\/vmpod\/c\.toml: cni\.plugin_timeout = 0 is out of range/);
+    check(`[cni]\nplugin_timeout = 0`, /\/etc\/vmpod\/c\.toml:2: cni\.plugin_timeout = 0 is out of range/);
     check(`[cni]\nconf_dir = ""`, /cni\.conf_dir must be a non-empty string/);
     check(`[runtime]\ninternetworking_model = "bridged"`, /runtime\.internetworking_model must be one of tcfilter, macvtap/);
   });
