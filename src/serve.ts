@@ -35,8 +35,12 @@ export async function engineFor(config: Config, logger: Logger): Promise<VmEngin
   );
 }
 
-/** The daemon: every layer wired, serving until SIGINT or SIGTERM. Pods outlive it. */
-export async function serve(config: Config, logger: Logger, version: string): Promise<number> {
+/**
+ * The daemon: every layer wired, serving until SIGINT or SIGTERM. Pods outlive it.
+ * SIGHUP calls `onHangup` (main.ts: the configuration reload of cli/reload.ts).
+ */
+export async function serve(config: Config, logger: Logger, version: string, onHangup?: () => void): Promise<number> {
+  if (onHangup) process.on("SIGHUP", onHangup);
   const engine = await engineFor(config, logger);
   const images = await openImageService(config.image, logger.child({ component: "image" }));
   const network = createPodNetwork(config.network, logger.child({ component: "network" }));

