@@ -1,7 +1,10 @@
 /**
  * The daemon: every layer wired together (engine, images, networks, the
- * runtime handlers, the pod manager, the streaming and CRI servers),
- * serving until SIGINT or SIGTERM. Pods outlive it.
+ * runtime handlers, the pod manager, the streaming and CRI servers, the
+ * metrics endpoint), serving until SIGINT or SIGTERM. Pods outlive it.
+ *
+ * Each layer logs with a `component` field; in debug mode
+ * (`runtime.enable_debug`) every pod VM's console is copied into the log.
  */
 import { BASE_KERNEL_PARAMS } from "../guest/build/kernel-params.js";
 import { join } from "node:path";
@@ -13,17 +16,21 @@ import { StreamingServer } from "./cri/streaming/server.js";
 import { chooseAccel, hostTscKhz } from "./hypervisor/accel.js";
 import { QemuHypervisor } from "./hypervisor/qemu.js";
 import { openImageService } from "./image/index.js";
+import { ConsoleFollower } from "./metrics/console-follower.js";
+import { DaemonMetrics } from "./metrics/daemon-metrics.js";
+import { vmObservers } from "./metrics/vm-observers.js";
 import { createPodNetwork } from "./network/index.js";
 import type { PodNetwork } from "./network/types.js";
 import { ContainerLog } from "./sandbox/container-log.js";
 import type { SandboxController } from "./sandbox/controller.js";
 import { VmEngine } from "./sandbox/engine.js";
+import type { VmObserver } from "./sandbox/observer.js";
 import { PodManager } from "./sandbox/pod-manager.js";
 import { RuncController } from "./sandbox/runc/controller.js";
 import { specBuilder } from "./sandbox/spec-from-request.js";
 import { VmController } from "./sandbox/vm-controller.js";
 
-export async function engineFor(config: Config, logger: Logger): Promise<VmEngine> {
+export async function engineFor(config: Config, logger: Logger, observer?: VmObserver): Promise<VmEngine> {
   const accel = await chooseAccel(config.hypervisor.accel);
   logger.info("acceleration chosen", { accel: accel.accel, reason: accel.reason });
   const tscKhz = accel.accel === "tcg" ? await hostTscKhz() : undefined;
@@ -32,6 +39,7 @@ export async function engineFor(config: Config, logger: Logger): Promise<VmEngin
     { accel: accel.accel, ...(tscKhz === undefined ? {} : { tscKhz }), guestKernelParams: BASE_KERNEL_PARAMS },
     () => new QemuHypervisor(),
     logger,
+    observer,
   );
 }
 
@@ -41,16 +49,24 @@ export async function engineFor(config: Config, logger: Logger): Promise<VmEngin
  */
 export async function serve(config: Config, logger: Logger, version: string, onHangup?: () => void): Promise<number> {
   if (onHangup) process.on("SIGHUP", onHangup);
-  const engine = await engineFor(config, logger);
-  const images = await openImageService(config.image, logger.child({ component: "image" }));
-  const network = createPodNetwork(config.network, logger.child({ component: "network" }));
+  // /healthz answers 503 until the CRI server listens, and again once it is closing.
+  let criReady = false;
+  const ready = () => criReady;
+  const metrics = await startMetrics(config, ready, logger.child({ component: "metrics" }));
+  // Pod VM consoles in the log in debug mode (main.ts sets the log's level from it).
+  const consoles = new ConsoleFollower(logger.child({ component: "guest" }), { enabled: config.runtime.enableDebug });
+  const sandboxLogger = logger.child({ component: "sandbox" });
+  const engine = await engineFor(config, sandboxLogger, vmObservers(metrics?.vms, consoles));
+  const images = await openImageService(config.image, logger.child({ component: "image" }), metrics?.images);
+  const podNetwork = createPodNetwork(config.network, logger.child({ component: "network" }));
+  const network = metrics ? metrics.timeNetwork(podNetwork) : podNetwork;
   const controllers = new Map<string, SandboxController>();
   for (const [name, handler] of Object.entries(config.runtime.handlers)) {
     controllers.set(
       name,
       handler.type === "vm"
-        ? new VmController(engine, { defaultVcpus: config.hypervisor.defaultVcpus, defaultMemoryMiB: config.hypervisor.defaultMemory }, logger, name, network)
-        : new RuncController({ handler: name, runtimePath: handler.runtimePath, stateRoot: join(config.runtime.stateRoot, "hosted", name), logger: logger.child({ handler: name }), network }),
+        ? new VmController(engine, { defaultVcpus: config.hypervisor.defaultVcpus, defaultMemoryMiB: config.hypervisor.defaultMemory }, sandboxLogger.child({ handler: name }), name, network)
+        : new RuncController({ handler: name, runtimePath: handler.runtimePath, stateRoot: join(config.runtime.stateRoot, "hosted", name), logger: sandboxLogger.child({ handler: name }), network }),
     );
   }
   const vmHandler = Object.entries(config.runtime.handlers).find(([name, h]) => h.type === "vm" && name === config.runtime.defaultHandler)?.[0] ??
@@ -66,22 +82,45 @@ export async function serve(config: Config, logger: Logger, version: string, onH
     buildSpec: specBuilder(kindOf),
     openLog: (path) => ContainerLog.open(path),
     networkStatus: () => network.status(),
-    logger,
+    logger: sandboxLogger,
   });
+  metrics?.watch(runtime);
   await tearDownStrayNetworks(network, new Set(runtime.listPods().map((p) => p.id)), logger);
-  const streaming = new StreamingServer({ address: config.cri.streamAddress, runtime, logger, tokenTtlMs: config.cri.streamTokenTtlMs });
+  const criLogger = logger.child({ component: "cri" });
+  const streaming = new StreamingServer({ address: config.cri.streamAddress, runtime, logger: criLogger, tokenTtlMs: config.cri.streamTokenTtlMs });
   await streaming.start();
-  const cri = createCriServer({ socketPath: config.cri.socket, runtime, images: images.service, streaming, version, logger });
+  const cri = createCriServer({ socketPath: config.cri.socket, runtime, images: images.service, streaming, version, logger: criLogger, ready, ...(metrics ? { observer: metrics.cri } : {}) });
   await cri.start();
+  criReady = true;
   logger.info("serving CRI", { socket: config.cri.socket, handlers: runtime.handlers, version });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve(sig));
   });
   logger.info("shutting down; pods keep running", { signal });
+  criReady = false;
   await cri.close();
   await streaming.close();
+  await consoles.close();
   await images.close();
+  await metrics?.close();
   return 0;
+}
+
+/**
+ * The metrics endpoint when `metrics.enable`, listening before anything
+ * else so that /healthz says 503 while the daemon starts. A daemon that
+ * cannot listen there still serves CRI: it says so in its log.
+ */
+async function startMetrics(config: Config, ready: () => boolean, logger: Logger): Promise<DaemonMetrics | undefined> {
+  if (!config.metrics.enable) return undefined;
+  const metrics = new DaemonMetrics({ address: config.metrics.address, ready, logger });
+  try {
+    const address = await metrics.start();
+    logger.info("metrics listening", { address, url: `http://${address}/metrics` });
+  } catch (err) {
+    logger.error("metrics: cannot listen; serving without /metrics and /healthz", { address: config.metrics.address, err: messageOf(err) });
+  }
+  return metrics;
 }
 
 /** Pod networks whose pod is gone (the daemon died between removing a pod and its network). */
