@@ -82,7 +82,7 @@ class CniRuntime implements Cni {
     try {
       entry = await readCacheEntry(this.o.cacheDir, rt.containerId, rt.ifName);
     } catch (err) {
-      this.o.logger.warn("CNI DEL without the cached ADD", { containerId: rt.containerId, error: err });
+      this.o.logger.warn("CNI DEL without the cached ADD", { pod: rt.containerId, error: err });
     }
     let list = entry?.list;
     if (list === undefined) {
@@ -90,7 +90,7 @@ class CniRuntime implements Cni {
         list = await loadNetworkList(this.o.confDir);
       } catch (err) {
         if (entry === undefined && kindOf(err) === "NotFound") {
-          this.o.logger.warn("CNI DEL skipped: no cached ADD and no configuration", { containerId: rt.containerId });
+          this.o.logger.warn("CNI DEL skipped: no cached ADD and no configuration", { pod: rt.containerId });
           return;
         }
         throw err;

@@ -90,7 +90,7 @@ class CniPodNetwork implements PodNetwork {
     };
     const rt = runtimeConf(record.podId, record, netnsPath(ns));
     formatCniArgs(rt.args); // refuses names CNI_ARGS cannot carry before anything is made
-    const log = this.logger.child({ podId: request.podId });
+    const log = this.logger.child({ pod: request.podId });
     const rb = new Rollback();
     try {
       await writeRecord(this.config.cacheDir, record);
@@ -152,7 +152,7 @@ class CniPodNetwork implements PodNetwork {
   }
 
   private async doTearDown(podId: string): Promise<void> {
-    const log = this.logger.child({ podId });
+    const log = this.logger.child({ pod: podId });
     let record: PodNetworkRecord | undefined;
     let ns = netnsName(podId);
     try {

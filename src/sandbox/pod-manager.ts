@@ -246,7 +246,7 @@ export class PodManager implements Runtime {
         await log?.close();
         throw wrap(`start container ${id}`, err);
       }
-      entry.pump = new OutputPump(io, log, this.options.logger.child({ container: id }));
+      entry.pump = new OutputPump(io, log, this.options.logger.child({ pod: entry.record.podId, container: id }));
       await this.setContainer(entry, { state: "running", startedAt: nowNs().toString() });
       this.publish("started", entry.record);
       entry.exited = this.watchExit(entry, sandbox);
@@ -352,7 +352,7 @@ export class PodManager implements Runtime {
 
   async exec(id: string, command: readonly string[], options: { readonly tty: boolean }, streams: ClientStreams): Promise<number> {
     const { entry, sandbox } = this.running(id);
-    return execWithClient(sandbox, id, execProcess(entry.process, command, options.tty), streams, this.options.logger);
+    return execWithClient(sandbox, id, execProcess(entry.process, command, options.tty), streams, this.options.logger.child({ pod: entry.record.podId, container: id }));
   }
 
   async attach(id: string, options: { readonly tty: boolean }, streams: ClientStreams): Promise<void> {
@@ -508,7 +508,7 @@ export class PodManager implements Runtime {
     try {
       const log = r.logPath ? await this.options.openLog(r.logPath) : undefined;
       if (log) entry.log = log;
-      entry.pump = new OutputPump(sandbox.io(r.id, "", { stdin: r.config.stdin, terminal: r.config.tty }), log, this.options.logger.child({ container: r.id }));
+      entry.pump = new OutputPump(sandbox.io(r.id, "", { stdin: r.config.stdin, terminal: r.config.tty }), log, this.options.logger.child({ pod: r.podId, container: r.id }));
       entry.exited = this.watchExit(entry, sandbox);
     } catch (err) {
       this.options.logger.warn("could not follow a container again after the restart", { container: r.id, err: messageOf(err) });

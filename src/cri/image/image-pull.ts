@@ -11,7 +11,8 @@ export const pullImage: Unary<ImageMethods["pullImage"]> = async (deps, request,
   const reference = nonEmpty(required(request.image, "image").image, "image.image");
   const credentials = credentialsFromCri(request.auth);
   const pod = request.sandboxConfig?.metadata;
-  if (pod !== undefined) deps.logger.debug("pull for a pod", { image: reference, pod: `${pod.namespace}/${pod.name}` });
+  // `pod` names a pod by id in every log line; this one has only the pod's name.
+  if (pod !== undefined) deps.logger.debug("pull for a pod", { image: reference, podName: `${pod.namespace}/${pod.name}` });
   const record = await deps.images.pull(reference, { signal: context.signal, ...(credentials === undefined ? {} : { credentials }) });
   return { imageRef: record.id };
 };

@@ -157,7 +157,7 @@ export class StreamingServer implements StreamingUrls {
       });
     }
     acceptSpdy(socket, protocol);
-    const log = this.logger.child({ session: entry.kind, transport: "spdy", protocol });
+    const log = this.logger.child({ session: entry.kind, transport: "spdy", protocol, ...sessionIds(entry) });
     const session = new SpdySession(socket, { role: "server", logger: log, head });
     const task =
       entry.kind === "portforward"
@@ -186,7 +186,7 @@ export class StreamingServer implements StreamingUrls {
     this.chosen.set(req, protocol);
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const effective = protocol || "channel.k8s.io";
-      const log = this.logger.child({ session: entry.kind, transport: "websocket", protocol: effective });
+      const log = this.logger.child({ session: entry.kind, transport: "websocket", protocol: effective, ...sessionIds(entry) });
       const channels = new ChannelSocket(ws, channelEncoding(effective), log, effective.startsWith("v5."));
       const options = { runtime: this.options.runtime, logger: log };
       const task =
@@ -238,4 +238,9 @@ function wildcardToLoopback(address: string): string {
   if (address === "0.0.0.0") return "127.0.0.1";
   if (address === "::") return "::1";
   return address;
+}
+
+/** The pod or container a session concerns, for its log lines. */
+function sessionIds(entry: StreamingRequest): { pod: string } | { container: string } {
+  return entry.kind === "portforward" ? { pod: entry.request.podId } : { container: entry.request.containerId };
 }
