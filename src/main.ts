@@ -1,12 +1,20 @@
 #!/usr/bin/env node
 /**
  * vmpod's command line, and the one place that reads the environment. The
- * daemon's wiring of the layers is in serve.ts.
+ * daemon's wiring of the layers is in serve.ts; the operator's commands
+ * (config paths, env, check) are under cli/.
  *
- *   vmpod serve     the daemon: the CRI server on its socket, the streaming server
- *   vmpod status    asks a running daemon for its version and conditions
- *   vmpod smoke     boot a pod VM, run a container in it, exec into it, tear down
+ *   vmpod serve          the daemon: the CRI server on its socket, the streaming server
+ *   vmpod status         asks a running daemon for its version and conditions
+ *   vmpod smoke          boot a pod VM, run a container in it, exec into it, tear down
+ *   vmpod config paths   where configuration.toml is looked for, and which one is in force
+ *   vmpod env            what vmpod would use on this host, as TOML
+ *   vmpod check          whether this host can run VM pods, and why not (exit 0: it can)
  *   vmpod version
+ *
+ * Options: --config PATH (else VMPOD_CONFIG, /etc/vmpod/configuration.toml,
+ * the packaged config/configuration.toml), --debug, --socket PATH (status),
+ * --no-digests (env: skip the guest files' SHA-256).
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,28 +22,31 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { messageOf, VmpodError } from "./common/errors.js";
-import { exists, findRepoRoot } from "./common/fs.js";
+import { findRepoRoot } from "./common/fs.js";
 import { newId } from "./common/ids.js";
-import { createLogger, type Logger } from "./common/log.js";
-import { defaultConfig } from "./config/defaults.js";
-import { loadConfigFile } from "./config/load.js";
-import type { Config } from "./config/types.js";
+import type { Logger } from "./common/log.js";
+import { chooseConfigFile, fileInForce, packagedConfigPath, renderConfigPaths, type ConfigChoice } from "./config/discovery.js";
+import { hostFileProblems } from "./config/host-files.js";
+import { builtInConfig, loadConfigFile, type Loaded } from "./config/load.js";
+import { runChecks, renderCheck } from "./cli/check.js";
+import { collectEnv } from "./cli/env.js";
+import { renderEnv } from "./cli/env-render.js";
+import { hostProbe } from "./cli/host-probe.js";
+import { createLiveLogger } from "./cli/live-logger.js";
+import { ConfigReloader, logLevelOf } from "./cli/reload.js";
 import { createCriClient } from "./cri/client.js";
 import { runSmoke } from "./sandbox/smoke.js";
 import { engineFor, serve } from "./serve.js";
 
-const SYSTEM_CONFIG = "/etc/vmpod/configuration.toml";
-
-async function loadConfig(explicit: string | undefined, assetDir: string, logger: Logger): Promise<{ config: Config; source: string }> {
-  const chosen = explicit ?? process.env.VMPOD_CONFIG ?? ((await exists(SYSTEM_CONFIG)) ? SYSTEM_CONFIG : undefined);
-  if (chosen === undefined || chosen === "") return { config: defaultConfig(assetDir), source: "(built-in defaults)" };
-  const loaded = await loadConfigFile(chosen, assetDir);
-  for (const w of loaded.warnings) logger.warn(w);
-  return { config: loaded.config, source: chosen };
-}
+const COMMANDS = "serve, status, smoke, config paths, env, check, version";
 
 async function packageVersion(root: string): Promise<string> {
   return (JSON.parse(await readFile(join(root, "package.json"), "utf8")) as { version: string }).version;
+}
+
+async function loadChosen(choice: ConfigChoice, assetDir: string): Promise<Loaded> {
+  const path = fileInForce(choice);
+  return path === undefined ? builtInConfig(assetDir) : loadConfigFile(path, assetDir);
 }
 
 /** Asks the daemon on `socket` for its version and conditions. */
@@ -53,10 +64,36 @@ async function status(socket: string): Promise<number> {
   }
 }
 
+/** `vmpod check`: a configuration that does not load is one more problem line. */
+async function check(choice: ConfigChoice, assetDir: string): Promise<number> {
+  let loaded: Loaded;
+  try {
+    loaded = await loadChosen(choice, assetDir);
+  } catch (err) {
+    process.stdout.write(renderCheck([{ verdict: "fail", what: "configuration", detail: messageOf(err) }]).text);
+    return 1;
+  }
+  const { text, exitCode } = renderCheck(await runChecks(loaded, hostProbe()));
+  process.stdout.write(text);
+  return exitCode;
+}
+
+/** Refuses to start when a file the configuration needs is missing: one line per problem. */
+async function refuseMissingFiles(loaded: Loaded, logger: Logger): Promise<boolean> {
+  const problems = await hostFileProblems(loaded);
+  for (const p of problems) logger.error(p);
+  return problems.length > 0;
+}
+
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { config: { type: "string" }, debug: { type: "boolean", default: false }, socket: { type: "string" } },
+    options: {
+      config: { type: "string" },
+      debug: { type: "boolean", default: false },
+      socket: { type: "string" },
+      "no-digests": { type: "boolean", default: false },
+    },
   });
   const command = positionals[0] ?? "serve";
   const root = await findRepoRoot(dirname(fileURLToPath(import.meta.url)));
@@ -64,16 +101,48 @@ async function main(): Promise<number> {
     process.stdout.write(`vmpod ${await packageVersion(root)}\n`);
     return 0;
   }
-  const bootLogger = createLogger({ level: values.debug ? "debug" : "info" });
-  const { config, source } = await loadConfig(values.config, join(root, "guest/out/current"), bootLogger);
-  const logger = createLogger({ level: values.debug ? "debug" : config.runtime.logLevel });
-  logger.info("configuration loaded", { source });
+  const assetDir = join(root, "guest/out/current");
+  const choice = await chooseConfigFile({ flag: values.config, env: process.env.VMPOD_CONFIG, packaged: packagedConfigPath(root) });
   switch (command) {
+    case "config":
+      if (positionals[1] !== "paths") {
+        process.stderr.write(`vmpod: config ${positionals[1] ?? ""}: the config command has one subcommand, paths\n`);
+        return 2;
+      }
+      process.stdout.write(renderConfigPaths(choice));
+      return choice.problem === undefined ? 0 : 1;
+    case "check":
+      return check(choice, assetDir);
+    case "env": {
+      const loaded = await loadChosen(choice, assetDir);
+      const facts = await collectEnv({ loaded, choice, vmpodVersion: await packageVersion(root), digests: !values["no-digests"] }, hostProbe());
+      process.stdout.write(renderEnv(facts));
+      return 0;
+    }
     case "serve":
-      return serve(config, logger, await packageVersion(root));
+    case "status":
+    case "smoke":
+      break;
+    default:
+      process.stderr.write(`vmpod: unknown command ${command}; commands: ${COMMANDS}\n`);
+      return 2;
+  }
+  const loaded = await loadChosen(choice, assetDir);
+  const { config } = loaded;
+  const live = createLiveLogger({ level: logLevelOf(config, values.debug) });
+  const logger = live.logger;
+  for (const w of loaded.warnings) logger.warn(w);
+  logger.info("configuration loaded", { source: loaded.source });
+  switch (command) {
+    case "serve": {
+      if (await refuseMissingFiles(loaded, logger)) return 1;
+      const reloader = new ConfigReloader({ path: fileInForce(choice), assetDir, config, target: { setLogLevel: (level) => live.setLevel(level) }, logger, forceDebug: values.debug });
+      return serve(config, logger, await packageVersion(root), () => void reloader.reload());
+    }
     case "status":
       return status(values.socket ?? config.cri.socket);
-    case "smoke": {
+    default: {
+      if (await refuseMissingFiles(loaded, logger)) return 1;
       const engine = await engineFor(config, logger);
       const scratch = await mkdtemp(join(tmpdir(), "vmpod-smoke-"));
       const interrupted = new AbortController();
@@ -86,9 +155,6 @@ async function main(): Promise<number> {
       }
       return 0;
     }
-    default:
-      process.stderr.write(`vmpod: unknown command ${command}; commands: serve, status, smoke, version\n`);
-      return 2;
   }
 }
 
