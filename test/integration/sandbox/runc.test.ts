@@ -232,7 +232,8 @@ for (const runtimePath of RUNTIMES) {
       assert.equal(t.stderr, undefined);
       await t.resize(33, 101);
       const seen = readUntil(t.stdout, /rows 33 cols 101 on \/dev\/pts\/\d+/);
-      t.stdin?.write('echo rows $(stty size | cut -d" " -f1) cols $(stty size | cut -d" " -f2) on $(tty); exit 7\n');
+      // A resize reaches the process as SIGWINCH reaches the runtime: a moment later, as in any terminal.
+      t.stdin?.write('sleep 0.5; echo rows $(stty size | cut -d" " -f1) cols $(stty size | cut -d" " -f2) on $(tty); exit 7\n');
       await seen;
       assert.equal(await p.wait("c1", "t1"), 7);
 
