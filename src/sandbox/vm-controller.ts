@@ -47,7 +47,8 @@ export function vmSize(sizing: VmSizing, resources: LinuxResources | undefined):
   if (resources?.memoryLimitBytes !== undefined && resources.memoryLimitBytes > 0) {
     memoryMiB += Math.ceil(resources.memoryLimitBytes / MIB);
   }
-  return { vcpus: Math.min(vcpus, 256), memoryMiB };
+  // QEMU's (and the VM spec's) limit.
+  return { vcpus: Math.min(vcpus, 255), memoryMiB };
 }
 
 export class VmController implements SandboxController {
