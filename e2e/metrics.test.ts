@@ -9,9 +9,10 @@
  * with values that fit what happened (the calls made, the boot and its
  * phases, the network set-up, the pull and its bytes, the pod and its
  * container by state, the pod's QEMU memory and CPU time); /healthz says
- * 200; in debug mode the guest's console and agent log reach the daemon's
- * log tagged with the pod, and the pod's verbose status names the console
- * file. Nothing is left at the end.
+ * 200; a pod whose VM outlived a kill -9 of the daemon is measured by the
+ * next one; in debug mode the guest's console and agent log reach the
+ * daemon's log tagged with the pod, and the pod's verbose status names the
+ * console file. Nothing is left at the end.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -252,6 +253,34 @@ describe("metrics, /healthz and logs end to end (a real daemon in debug mode, VM
     assert.equal(v(stopped, "vmpod_pods", { state: "notready", handler: "vmpod" }) - v(before, "vmpod_pods", { state: "notready", handler: "vmpod" }), 1);
     assert.equal(valueOf(stopped, "vmpod_pod_qemu_resident_memory_bytes", { pod_id: pod }), undefined);
     await rt.removePodSandbox({ podSandboxId: pod });
+  });
+
+  it("measures the QEMU of a pod taken over after the daemon's kill -9 and restart", async () => {
+    const rt = () => daemon.client.runtime;
+    await daemon.client.images.pullImage({ image: { image: image.reference } });
+    const config = podConfig("survivor");
+    const { podSandboxId: pod } = await rt().runPodSandbox({ config });
+    const { qemuPid } = JSON.parse((await rt().podSandboxStatus({ podSandboxId: pod, verbose: true })).info.info ?? "{}") as { qemuPid?: number };
+    const listening = () => logLines(daemon.output()).filter((l) => l.msg === "metrics listening");
+    const before = listening().length;
+    await daemon.kill9();
+    await daemon.restart();
+    address = await until("the restarted daemon's metrics address", async () => {
+      const lines = listening();
+      return lines.length > before && typeof lines.at(-1)?.address === "string" ? (lines.at(-1)?.address as string) : undefined;
+    });
+    assert.equal((await get("/healthz")).status, 200);
+    const after = JSON.parse((await rt().podSandboxStatus({ podSandboxId: pod, verbose: true })).info.info ?? "{}") as { qemuPid?: number };
+    assert.equal(after.qemuPid, qemuPid, "the pod's VM is the one it had");
+    const s = (await scrape()).samples;
+    assert.equal(valueOf(s, "vmpod_pods", { state: "ready", handler: "vmpod" }), 1);
+    const rss = valueOf(s, "vmpod_pod_qemu_resident_memory_bytes", { pod_id: pod }) ?? 0;
+    assert.ok(rss > 20 * 2 ** 20, `QEMU RSS ${rss} bytes after the restart`);
+    assert.ok((valueOf(s, "vmpod_pod_qemu_cpu_seconds_total", { pod_id: pod }) ?? 0) > 0.1);
+    // A new daemon has counted nothing yet of the boot it did not see.
+    assert.equal(valueOf(s, "vmpod_vm_boot_seconds_count"), 0);
+    await rt().stopPodSandbox({ podSandboxId: pod });
+    await rt().removePodSandbox({ podSandboxId: pod });
   });
 
   it("in debug mode copies the guest's console and agent log into the daemon's log, tagged with the pod; the pod's verbose status names its console file", async () => {
