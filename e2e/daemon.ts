@@ -43,7 +43,8 @@ export interface DaemonOptions {
 }
 
 export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
-  const extraToml = options.extraToml ?? "";
+  // A metrics endpoint on any free port unless the test says otherwise: daemons of one run must not clash.
+  const extraToml = options.extraToml?.includes("[metrics]") ? options.extraToml : `[metrics]\naddress = "127.0.0.1:0"\n${options.extraToml ?? ""}`;
   // The daemon boots the image the guest build made last: build it first if the guest's sources changed.
   await guestImage();
   const root = await mkdtemp(join(tmpdir(), "vmpod-e2e-"));
