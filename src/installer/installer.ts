@@ -105,20 +105,26 @@ export async function labelWhenKubeletUsesVmpod(deps: InstallerDeps, options: { 
   const deadline = Date.now() + options.timeoutMs;
   let told = false;
   for (;;) {
-    const node = await cluster.api.getNode(cluster.nodeName);
-    if (kubeletUsesVmpod(node)) {
-      if (!isLabelled(node)) {
-        await labelNode(cluster.api, cluster.nodeName);
-        deps.logger.info("node labelled: it runs vmpod pods now", { node: cluster.nodeName, runtime: node.containerRuntimeVersion });
+    try {
+      const node = await cluster.api.getNode(cluster.nodeName);
+      if (kubeletUsesVmpod(node)) {
+        if (!isLabelled(node)) {
+          await labelNode(cluster.api, cluster.nodeName);
+          deps.logger.info("node labelled: it runs vmpod pods now", { node: cluster.nodeName, runtime: node.containerRuntimeVersion });
+        }
+        return true;
       }
-      return true;
-    }
-    if (!told) {
-      deps.logger.info("kubelet does not use vmpod yet: the node is labelled once it does (drain the node and restart kubelet; its drop-in is in place)", {
-        node: cluster.nodeName,
-        runtime: node.containerRuntimeVersion || "(not reported)",
-      });
-      told = true;
+      if (!told) {
+        deps.logger.info("kubelet does not use vmpod yet: the node is labelled once it does (drain the node and restart kubelet; its drop-in is in place)", {
+          node: cluster.nodeName,
+          runtime: node.containerRuntimeVersion || "(not reported)",
+        });
+        told = true;
+      }
+    } catch (err) {
+      // While there is time, a failed look is one more reason to look again.
+      if (Date.now() >= deadline) throw err;
+      deps.logger.warn("could not look at the node; trying again", { node: cluster.nodeName, err: messageOf(err) });
     }
     if (Date.now() >= deadline) return false;
     await sleep(Math.min(options.intervalMs ?? 10_000, Math.max(0, deadline - Date.now())), options.signal);
@@ -166,6 +172,34 @@ export async function uninstall(deps: InstallerDeps, options: UninstallOptions):
     await step("RuntimeClasses", () => removeRuntimeClassesIfLast(cluster.api, classes, cluster.nodeName, logger));
   }
   logger.info("vmpod uninstalled", { configKept: removed.configKept });
+}
+
+/** How a DaemonSet's installer ended: it uninstalled, or kept vmpod because kubelet uses it. */
+export type Termination = "uninstalled" | "kept";
+
+/**
+ * The DaemonSet's life: install; label the node once kubelet uses vmpod
+ * (looking every `labelIntervalMs`); and when `terminated` fires (SIGTERM:
+ * the DaemonSet deleted, or its pod ended), uninstall, unless this node's
+ * kubelet uses vmpod. An install that fails before then throws.
+ */
+export async function runUntilTerminated(deps: InstallerDeps, options: Omit<InstallOptions, "signal"> & { readonly labelIntervalMs?: number }, terminated: AbortSignal): Promise<Termination> {
+  try {
+    const outcome = await install(deps, { ...options, signal: terminated });
+    deps.logger.info("vmpod installed", { upgraded: outcome.host.payloadChanged, runtimeClassesCreated: outcome.createdRuntimeClasses, labelled: outcome.labelled });
+    if (!outcome.labelled && deps.cluster) await labelWhenKubeletUsesVmpod(deps, { timeoutMs: Infinity, intervalMs: options.labelIntervalMs ?? 15_000, signal: terminated });
+    // Nothing more to do until the pod is ended.
+    await new Promise<void>((resolve) => (terminated.aborted ? resolve() : terminated.addEventListener("abort", () => resolve(), { once: true })));
+  } catch (err) {
+    if (!terminated.aborted) throw err;
+  }
+  const refusal = await uninstallRefusal(deps);
+  if (refusal) {
+    deps.logger.info("terminating without uninstalling", { why: refusal });
+    return "kept";
+  }
+  await uninstall(deps, { source: options.source, force: true });
+  return "uninstalled";
 }
 
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {

@@ -28,10 +28,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { VmpodError, invalidArgument, messageOf } from "../common/errors.js";
 import { findRepoRoot } from "../common/fs.js";
-import { createLogger, type Logger } from "../common/log.js";
-import { sleep } from "../common/time.js";
+import { createLogger } from "../common/log.js";
 import { NodeSystemctl } from "./host-commands.js";
-import { install, labelWhenKubeletUsesVmpod, uninstall, uninstallRefusal, type InstallerDeps } from "./installer.js";
+import { install, runUntilTerminated, uninstall, type InstallerDeps } from "./installer.js";
 import { ClientNodeKubeApi, kubeConfigFrom } from "./kube-client.js";
 import { HostRoot } from "./layout.js";
 
@@ -81,27 +80,12 @@ async function main(): Promise<number> {
     await uninstall(deps, { source, force: values.force, purge: values.purge, restartKubelet: values["restart-kubelet"] });
     return 0;
   }
-  try {
-    const outcome = await install(deps, { source, restartKubelet: values["restart-kubelet"], readyTimeoutMs, signal: terminated.signal });
-    logger.info("vmpod installed", { upgraded: outcome.host.payloadChanged, runtimeClassesCreated: outcome.createdRuntimeClasses, labelled: outcome.labelled });
-    if (!values.stay) return 0;
-    if (!outcome.labelled) await labelWhenKubeletUsesVmpod(deps, { timeoutMs: Infinity, intervalMs: 15_000, signal: terminated.signal }).catch(ignoreAbort(terminated.signal));
-    // Nothing more to do until the pod is deleted.
-    await sleep(2 ** 31 - 1, terminated.signal).catch(ignoreAbort(terminated.signal));
-  } catch (err) {
-    if (!values.stay || !terminated.signal.aborted) throw err;
-  }
-  return onTermination(deps, source.packageDir, logger);
-}
-
-/** The DaemonSet's pod is going away: uninstall, unless kubelet depends on vmpod here. */
-async function onTermination(deps: InstallerDeps, packageDir: string, logger: Logger): Promise<number> {
-  const refusal = await uninstallRefusal(deps);
-  if (refusal) {
-    logger.info("terminating without uninstalling", { why: refusal });
+  if (values.stay) {
+    await runUntilTerminated(deps, { source, restartKubelet: values["restart-kubelet"], readyTimeoutMs }, terminated.signal);
     return 0;
   }
-  await uninstall(deps, { source: { packageDir }, force: true });
+  const outcome = await install(deps, { source, restartKubelet: values["restart-kubelet"], readyTimeoutMs, signal: terminated.signal });
+  logger.info("vmpod installed", { upgraded: outcome.host.payloadChanged, runtimeClassesCreated: outcome.createdRuntimeClasses, labelled: outcome.labelled });
   return 0;
 }
 
@@ -110,12 +94,6 @@ function clusterOf(noKube: boolean, nodeName: string | undefined, kubeconfig: st
   if (nodeName === undefined || nodeName === "") throw invalidArgument("--node-name is needed to label the node (or --no-kube to leave the cluster alone)");
   const api = new ClientNodeKubeApi(kubeConfigFrom(kubeconfig === undefined ? { inCluster: true } : { kubeconfig }));
   return { cluster: { api, nodeName } };
-}
-
-function ignoreAbort(signal: AbortSignal): (err: unknown) => void {
-  return (err) => {
-    if (!signal.aborted) throw err;
-  };
 }
 
 main().then(

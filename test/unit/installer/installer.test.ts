@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kindOf } from "../../../src/common/errors.js";
 import { createLogger, type Logger } from "../../../src/common/log.js";
-import { install, labelWhenKubeletUsesVmpod, uninstall, type InstallerDeps } from "../../../src/installer/installer.js";
+import { install, labelWhenKubeletUsesVmpod, runUntilTerminated, uninstall, type InstallerDeps } from "../../../src/installer/installer.js";
 import { HostRoot } from "../../../src/installer/layout.js";
 import type { PayloadSource } from "../../../src/installer/payload.js";
 import { FakeCriDaemon, FakeKubeApi, FakeSystemd } from "./fakes.js";
@@ -199,6 +199,47 @@ describe("installer: install and uninstall with fake systemd and cluster", funct
     systemd.calls.length = 0;
     await uninstall(host, { source, restartKubelet: true, purge: true });
     assert.deepEqual(systemd.calls, ["disable --now vmpod.service", "daemon-reload", "restart kubelet.service"]);
+    assert.deepEqual(await snapshot(rootDir), before);
+  });
+
+  it("as the DaemonSet runs it: labels the node when kubelet switches to vmpod, and on SIGTERM keeps vmpod for that kubelet", async () => {
+    kube.addNode("node-1", CONTAINERD);
+    const terminated = new AbortController();
+    const running = runUntilTerminated(deps(), { source, readyTimeoutMs: 10_000, labelIntervalMs: 50 }, terminated.signal);
+    const deadline = Date.now() + 10_000;
+    while (!daemon.running && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    kube.nodes.set("node-1", { labels: {}, containerRuntimeVersion: VMPOD });
+    while (kube.nodes.get("node-1")?.labels["vmpod.io/runtime"] !== "true" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(kube.nodes.get("node-1")?.labels["vmpod.io/runtime"], "true", "labelled while it stays");
+    terminated.abort();
+    assert.equal(await running, "kept");
+    assert.ok(daemon.running, "kubelet's runtime keeps running");
+    assert.ok(await stat(join(rootDir, "opt/vmpod/package.json")));
+    assert.ok(log.lines().some((l) => l.msg === "terminating without uninstalling"));
+  });
+
+  it("as the DaemonSet runs it beside another runtime: on SIGTERM, even mid-install, it uninstalls", async () => {
+    kube.addNode("node-1", CONTAINERD);
+    const before = await snapshot(rootDir);
+    const terminated = new AbortController();
+    const running = runUntilTerminated(deps(), { source, readyTimeoutMs: 10_000, labelIntervalMs: 50 }, terminated.signal);
+    const deadline = Date.now() + 10_000;
+    while (kube.runtimeClasses.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    terminated.abort();
+    assert.equal(await running, "uninstalled");
+    assert.equal(daemon.running, false);
+    assert.equal(kube.runtimeClasses.size, 0);
+    await rm(join(rootDir, "run/vmpod"), { recursive: true, force: true });
+    assert.deepEqual(await snapshot(rootDir), before);
+
+    // SIGTERM while vmpod does not come up: the install stops waiting, and what it did is undone.
+    daemon.ready = false;
+    const early = new AbortController();
+    const again = runUntilTerminated(deps(), { source, readyTimeoutMs: 60_000 }, early.signal);
+    while (!daemon.running && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 20));
+    early.abort();
+    assert.equal(await again, "uninstalled");
+    await rm(join(rootDir, "run/vmpod"), { recursive: true, force: true });
     assert.deepEqual(await snapshot(rootDir), before);
   });
 });
