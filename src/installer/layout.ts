@@ -3,7 +3,7 @@
  * seen from the installer, which reaches the host's filesystem under a root
  * of its own (`/host` in the DaemonSet, `/` when run on the node itself).
  */
-import { isAbsolute, join, relative } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { invalidArgument } from "../common/errors.js";
 
 /** The node's paths the installer writes or reads, in the host's own terms. */
@@ -61,12 +61,5 @@ export class HostRoot {
   path(hostPath: string): string {
     if (!isAbsolute(hostPath)) throw invalidArgument(`host path ${JSON.stringify(hostPath)} is not absolute`);
     return join(this.root, hostPath);
-  }
-
-  /** The host's path of one of the installer's paths under the root. */
-  hostPath(local: string): string {
-    const rel = relative(this.root, local);
-    if (rel.startsWith("..") || isAbsolute(rel)) throw invalidArgument(`${local} is not under the host root ${this.root}`);
-    return "/" + rel;
   }
 }

@@ -40,13 +40,14 @@ export async function waitForRuntimeReady(socket: string, options: ReadyOptions)
       if (ready?.status === true) return;
       last = { kind: "not-ready", reason: ready ? `${ready.reason}: ${ready.message}` : "no RuntimeReady condition" };
     } catch (err) {
-      last = { kind: "unreachable", error: messageOf(err) };
+      // An answer says more than a later failure (often the deadline cutting the last call short).
+      if (last.kind === "unreachable") last = { kind: "unreachable", error: messageOf(err) };
     } finally {
       client.close();
     }
     await sleep(Math.max(0, Math.min(interval, deadline - Date.now())), options.signal);
   }
-  const said = last.kind === "unreachable" ? `it does not answer on ${socket} (${last.error})` : `it answers but is not ready (${last.reason})`;
+  const said = last.kind === "unreachable" ? `it does not answer on ${socket} (${last.error})` : `it answered but was not ready (${last.reason})`;
   throw new VmpodError("DeadlineExceeded", `vmpod did not become ready within ${options.timeoutMs} ms: ${said}`);
 }
 

@@ -110,9 +110,9 @@ describe("installer: install and uninstall with fake systemd and cluster", funct
   it("fails with DeadlineExceeded saying what vmpod answered when it does not become ready", async () => {
     kube.addNode("node-1", VMPOD);
     daemon.ready = false;
-    const err = await install(deps(), { source, readyTimeoutMs: 1_500 }).then(() => assert.fail("installed a daemon that is not ready"), (e: unknown) => e);
+    const err = await install(deps(), { source, readyTimeoutMs: 3_000 }).then(() => assert.fail("installed a daemon that is not ready"), (e: unknown) => e);
     assert.equal(kindOf(err), "DeadlineExceeded");
-    assert.match(String(err), /wait for vmpod: .*answers but is not ready \(FakeNotReady: not yet\)/);
+    assert.match(String(err), /wait for vmpod: .*answered but was not ready \(FakeNotReady: not yet\)/);
     assert.equal(kube.nodes.get("node-1")?.labels["vmpod.io/runtime"], undefined, "no label for a runtime that is not ready");
 
     await daemon.stop();
