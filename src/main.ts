@@ -136,8 +136,11 @@ async function main(): Promise<number> {
   switch (command) {
     case "serve": {
       if (await refuseMissingFiles(loaded, logger)) return 1;
-      const reloader = new ConfigReloader({ path: fileInForce(choice), assetDir, config, target: { setLogLevel: (level) => live.setLevel(level) }, logger, forceDebug: values.debug });
-      return serve(config, logger, await packageVersion(root), () => void reloader.reload());
+      // The daemon hands over its switch for guest consoles in the log once it has made it.
+      let followConsoles: (on: boolean) => void = () => undefined;
+      const target = { setLogLevel: (level: Parameters<typeof live.setLevel>[0]) => live.setLevel(level), setDebug: (on: boolean) => followConsoles(on) };
+      const reloader = new ConfigReloader({ path: fileInForce(choice), assetDir, config, target, logger, forceDebug: values.debug });
+      return serve(config, logger, await packageVersion(root), { onHangup: () => void reloader.reload(), debugSwitch: (set) => (followConsoles = set) });
     }
     case "status":
       return status(values.socket ?? config.cri.socket);

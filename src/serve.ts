@@ -45,16 +45,24 @@ export async function engineFor(config: Config, logger: Logger, observer?: VmObs
 
 /**
  * The daemon: every layer wired, serving until SIGINT or SIGTERM. Pods outlive it.
- * SIGHUP calls `onHangup` (main.ts: the configuration reload of cli/reload.ts).
+ * SIGHUP calls `live.onHangup` (main.ts: the configuration reload of
+ * cli/reload.ts); `live.debugSwitch` is handed the switch that turns the
+ * copying of guest consoles into the log on and off, for such a reload.
  */
-export async function serve(config: Config, logger: Logger, version: string, onHangup?: () => void): Promise<number> {
-  if (onHangup) process.on("SIGHUP", onHangup);
+export async function serve(
+  config: Config,
+  logger: Logger,
+  version: string,
+  live: { readonly onHangup?: () => void; readonly debugSwitch?: (set: (on: boolean) => void) => void } = {},
+): Promise<number> {
+  if (live.onHangup) process.on("SIGHUP", live.onHangup);
   // /healthz answers 503 until the CRI server listens, and again once it is closing.
   let criReady = false;
   const ready = () => criReady;
   const metrics = await startMetrics(config, ready, logger.child({ component: "metrics" }));
   // Pod VM consoles in the log in debug mode (main.ts sets the log's level from it).
   const consoles = new ConsoleFollower(logger.child({ component: "guest" }), { enabled: config.runtime.enableDebug });
+  live.debugSwitch?.((on) => consoles.setEnabled(on));
   const sandboxLogger = logger.child({ component: "sandbox" });
   const engine = await engineFor(config, sandboxLogger, vmObservers(metrics?.vms, consoles));
   const images = await openImageService(config.image, logger.child({ component: "image" }), metrics?.images);
