@@ -13,6 +13,10 @@ packages=(
   # the image service's tests and benchmark: a real registry, htpasswd for
   # its basic auth, openssl for its token auth, skopeo as the peer
   docker-registry apache2-utils openssl skopeo
+  # pod networking: Debian's CNI plugins, and iptables for their portmap
+  containernetworking-plugins iptables
+  # systemd-analyze, to verify deploy/'s units
+  systemd
 )
 
 install_packages() {
