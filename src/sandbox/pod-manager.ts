@@ -377,13 +377,9 @@ export class PodManager implements Runtime {
   }
 
   async listContainerStats(filter: ContainerFilter = {}): Promise<ContainerStatsSample[]> {
-    const running = this.listContainers({ ...filter, state: "running" });
-    const out: ContainerStatsSample[] = [];
-    for (const c of running) {
-      const sample = await this.containerStats(c.id).catch(() => undefined);
-      if (sample) out.push(sample);
-    }
-    return out;
+    // Each sample is a call to the container's runtime (its pod's agent): asked all at once.
+    const samples = await Promise.all(this.listContainers({ ...filter, state: "running" }).map((c) => this.containerStats(c.id).catch(() => undefined)));
+    return samples.filter((sample): sample is ContainerStatsSample => sample !== undefined);
   }
 
   async podStats(id: string): Promise<PodStatsSample> {
@@ -392,9 +388,7 @@ export class PodManager implements Runtime {
   }
 
   async listPodStats(filter: PodFilter = {}): Promise<PodStatsSample[]> {
-    const out: PodStatsSample[] = [];
-    for (const p of this.listPods({ ...filter, state: "ready" })) out.push(await this.podStats(p.id));
-    return out;
+    return Promise.all(this.listPods({ ...filter, state: "ready" }).map((p) => this.podStats(p.id)));
   }
 
   events(options: { signal?: AbortSignal } = {}): AsyncIterable<ContainerEvent> {
