@@ -68,5 +68,13 @@ export function defaultConfig(assetDir: string): Config {
       enable: true,
       address: "127.0.0.1:8090",
     },
+    // Templates are derived state, rebuilt when their key changes; on disk
+    // beside the image store rather than in /run (tmpfs), where each saved
+    // VM (about half its memory size) would take host RAM.
+    factory: {
+      enableTemplate: false,
+      templatePath: "/var/lib/vmpod/templates",
+      vmCacheNumber: 0,
+    },
   };
 }

@@ -48,6 +48,9 @@ export const TOML_KEY_OF: Readonly<Record<string, string>> = {
   "network.interNetworkingModel": "runtime.internetworking_model",
   "metrics.enable": "metrics.enable",
   "metrics.address": "metrics.address",
+  "factory.enableTemplate": "factory.enable_template",
+  "factory.templatePath": "factory.template_path",
+  "factory.vmCacheNumber": "factory.vm_cache_number",
 };
 
 /** Config fields that are maps by name: compared entry by entry, named by the entry's table. */

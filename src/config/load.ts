@@ -117,6 +117,11 @@ function readConfig(reader: Reader, d: Config): Config {
       enable: reader.bool("metrics.enable", d.metrics.enable),
       address: reader.address("metrics.address", d.metrics.address),
     },
+    factory: {
+      enableTemplate: reader.bool("factory.enable_template", d.factory.enableTemplate),
+      templatePath: reader.str("factory.template_path", d.factory.templatePath),
+      vmCacheNumber: reader.int("factory.vm_cache_number", d.factory.vmCacheNumber, 0, 0),
+    },
   };
   const { handlers, defaultHandler } = config.runtime;
   if (!(defaultHandler in handlers)) {

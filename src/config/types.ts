@@ -122,6 +122,19 @@ export interface MetricsConfig {
   readonly address: string;
 }
 
+/**
+ * VM templates (Kata's VM factory): pods start from a VM booted once and
+ * saved, restored and personalised, instead of booting their own.
+ */
+export interface FactoryConfig {
+  /** Restore pod VMs from a saved template (q35 with virtio-fs only); a cold boot otherwise. */
+  readonly enableTemplate: boolean;
+  /** Where templates are kept: one directory per template key, its saved state and manifest. */
+  readonly templatePath: string;
+  /** VMs restored ahead and kept waiting (not built yet: only 0 is accepted). */
+  readonly vmCacheNumber: number;
+}
+
 export interface Config {
   readonly hypervisor: HypervisorConfig;
   readonly agent: AgentConfig;
@@ -130,4 +143,5 @@ export interface Config {
   readonly cri: CriConfig;
   readonly network: NetworkConfig;
   readonly metrics: MetricsConfig;
+  readonly factory: FactoryConfig;
 }
