@@ -19,6 +19,17 @@ interface Attached {
   readonly port: string;
   readonly daemon: VmProcess;
   readonly socketPath: string;
+  readonly tag: string;
+  readonly sourceDir: string;
+}
+
+/** A share attached, as the VM's handle lists it. */
+export interface AttachedShare {
+  readonly id: string;
+  readonly tag: string;
+  readonly sourceDir: string;
+  readonly port: string;
+  readonly daemon: VmProcess;
 }
 
 export class VirtioFsHotplug {
@@ -37,6 +48,19 @@ export class VirtioFsHotplug {
   /** True while any share added at run time is attached (or being added or removed). */
   hasDevices(): boolean {
     return this.attached.size > 0 || this.busy.size > 0;
+  }
+
+  /** The shares attached now; none while one is being added or removed. */
+  list(): AttachedShare[] {
+    if (this.busy.size > 0) throw failedPrecondition("a virtio-fs share is being added or removed");
+    return [...this.attached].map(([id, a]) => ({ id, tag: a.tag, sourceDir: a.sourceDir, port: a.port, daemon: a.daemon }));
+  }
+
+  /** Takes over a share an earlier vmpod added (its daemon already adopted). */
+  adopt(share: AttachedShare): void {
+    if (!isSafeId(share.id) || this.attached.has(share.id)) throw invalidArgument(`bad or repeated device id ${JSON.stringify(share.id)}`);
+    const socketPath = vmPaths(this.spec.runDir).virtiofsSocket(share.id);
+    this.attached.set(share.id, { port: share.port, daemon: share.daemon, socketPath, tag: share.tag, sourceDir: share.sourceDir });
   }
 
   /** True for an id this manages (added, or being added or removed). */
@@ -75,7 +99,7 @@ export class VirtioFsHotplug {
         options,
       );
       undo.commit();
-      this.attached.set(device.id, { port, daemon, socketPath });
+      this.attached.set(device.id, { port, daemon, socketPath, tag: device.tag, sourceDir: device.sourceDir });
     } catch (err) {
       await undo.rollback().catch(() => {});
       throw err;

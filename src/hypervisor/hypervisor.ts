@@ -81,6 +81,18 @@ export interface VmHandle {
   readonly qemu: ProcessRef;
   /** The daemon of the share given at boot. */
   readonly virtiofsd?: ProcessRef;
+  /** virtio-fs shares added while the VM ran (a VM restored from a template), each with its daemon. */
+  readonly addedShares?: readonly AddedShare[];
+}
+
+/** A virtio-fs share added at run time, as a later vmpod takes it over. */
+export interface AddedShare {
+  readonly id: string;
+  readonly tag: string;
+  readonly sourceDir: string;
+  /** The PCIe root port it sits on. */
+  readonly port: string;
+  readonly virtiofsd: ProcessRef;
 }
 
 export interface Hypervisor {
@@ -101,6 +113,19 @@ export interface Hypervisor {
    * nothing is stopped; `stop` and `cleanup` then remove what is left.
    */
   adopt(spec: VmSpec, handle: VmHandle, options?: CallOptions): Promise<void>;
+  /**
+   * Pauses the VM and saves its whole state to `file` (VM templates); the VM
+   * stays paused, and is stopped as usual afterwards.
+   */
+  saveState(file: string, options: CallOptions & { readonly timeoutMs: number }): Promise<void>;
+  /**
+   * On a VM started from a spec with `incoming`: loads the state saved in
+   * `file`, leaving the VM paused (`resume` runs it). A state that does not
+   * load makes QEMU exit; the error says so.
+   */
+  restoreState(file: string, options: CallOptions & { readonly timeoutMs: number }): Promise<void>;
+  /** Runs the vCPUs of a paused VM. */
+  resume(options?: CallOptions): Promise<void>;
   /** Adds a device to the running VM; undoes its own steps when it fails. */
   addDevice(device: HotplugDevice, options?: CallOptions): Promise<AttachedDevice>;
   /**

@@ -93,6 +93,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   add("-m", `${spec.memoryMiB}M`);
   add("-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
   if (spec.paused) add("-S");
+  if (spec.incoming) add("-incoming", "defer");
   if (shared) {
     add("-object", opts("memory-backend-memfd", { id: QEMU_IDS.memory, size: `${spec.memoryMiB}M`, share: "on" }));
   }

@@ -16,6 +16,7 @@ import { checkSpecFiles } from "./preflight.js";
 import { AdoptedProcess, processRef, type ProcessRef } from "./adopted-process.js";
 import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
 import { buildQemuArgs, passedFds } from "./qemu-args.js";
+import { loadState, saveState } from "./migration.js";
 import { QmpClient } from "./qmp.js";
 import { validateSpec, type VmSpec } from "./spec.js";
 import { readTail } from "./tail.js";
@@ -165,7 +166,7 @@ export class QemuHypervisor implements Hypervisor {
   async handle(): Promise<VmHandle> {
     const qemu = this.qemu;
     if (!qemu || !this.vmSpec) throw failedPrecondition("vm handle: not started");
-    if (this.hotplug?.hasDevices()) throw failedPrecondition("vm handle: virtio-fs devices added while running cannot be handed over");
+    const shares = this.hotplug?.list() ?? [];
     const ref = async (proc: VmProcess, what: string): Promise<ProcessRef> => {
       const found = await processRef(proc.pid);
       if (!found) throw new VmpodError("Unavailable", `vm handle: ${what} has exited`);
@@ -174,6 +175,13 @@ export class QemuHypervisor implements Hypervisor {
     return {
       qemu: await ref(qemu, "QEMU"),
       ...(this.bootShare ? { virtiofsd: await ref(this.bootShare.proc, "virtiofsd") } : {}),
+      ...(shares.length > 0
+        ? {
+            addedShares: await Promise.all(
+              shares.map(async (s) => ({ id: s.id, tag: s.tag, sourceDir: s.sourceDir, port: s.port, virtiofsd: await ref(s.daemon, `virtiofsd of ${s.id}`) })),
+            ),
+          }
+        : {}),
     };
   }
 
@@ -197,10 +205,47 @@ export class QemuHypervisor implements Hypervisor {
       void qmp.done.then(() => qemu.check());
       this.hotplug = new VirtioFsHotplug(spec, qmp, this.unplugTimeoutMs);
       this.blocks = new BlockHotplug(spec, qmp, this.unplugTimeoutMs);
+      for (const share of handle.addedShares ?? []) {
+        const daemon = await AdoptedProcess.adopt(`virtiofsd of ${share.id}`, share.virtiofsd);
+        this.hotplug.adopt({ id: share.id, tag: share.tag, sourceDir: share.sourceDir, port: share.port, daemon });
+      }
     } catch (err) {
       this.qmpClient?.close();
       throw wrap("adopt vm", err);
     }
+  }
+
+  async saveState(file: string, options: CallOptions & { readonly timeoutMs: number }): Promise<void> {
+    const qmp = this.runningQmp("save vm state");
+    await saveState(qmp, file, options).catch((err: unknown) => {
+      throw wrap("save vm state", err);
+    });
+  }
+
+  async restoreState(file: string, options: CallOptions & { readonly timeoutMs: number }): Promise<void> {
+    const qmp = this.runningQmp("restore vm state");
+    if (!this.vmSpec?.incoming) throw failedPrecondition("restore vm state: the vm was not started to take a saved state");
+    try {
+      await loadState(qmp, file, options);
+    } catch (err) {
+      // QEMU exits on a state it cannot load: say how, with its own words.
+      const qemu = this.qemu;
+      if (qemu && this.vmSpec && (qmp.isClosed || qemu.exitStatus)) {
+        const exited = await Promise.race([qemu.wait().then(() => true), sleep(1000).then(() => false)]);
+        if (exited) throw new VmpodError("Unavailable", "restore vm state: QEMU exited", { cause: await this.deathError(this.vmSpec, qemu) });
+      }
+      throw wrap("restore vm state", err);
+    }
+  }
+
+  async resume(options: CallOptions = {}): Promise<void> {
+    await this.runningQmp("resume vm").cont(options.signal ? { signal: options.signal } : {});
+  }
+
+  private runningQmp(step: string): QmpClient {
+    const qmp = this.qmpClient;
+    if (!qmp || this.stopping || qmp.isClosed) throw failedPrecondition(`${step}: vm not running`);
+    return qmp;
   }
 
   async addDevice(device: HotplugDevice, options: CallOptions = {}): Promise<AttachedDevice> {

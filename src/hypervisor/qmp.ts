@@ -32,6 +32,12 @@ export interface QmpStatus {
   readonly running: boolean;
 }
 
+/** What query-migrate answers, the part vmpod reads. */
+export interface MigrationInfo {
+  readonly status?: string;
+  readonly "error-desc"?: string;
+}
+
 /** A chardev backend as `chardev-add` takes it, e.g. a unix socket client. */
 export type ChardevBackend = { readonly type: string; readonly data: Readonly<Record<string, unknown>> };
 
@@ -185,6 +191,26 @@ export class QmpClient {
 
   async chardevAdd(id: string, backend: ChardevBackend, options?: QmpCallOptions): Promise<void> {
     await this.execute("chardev-add", { id, backend }, options);
+  }
+
+  /** Starts saving the VM's state to `uri` ("exec:..."); query-migrate follows it. */
+  async migrate(uri: string, options?: QmpCallOptions): Promise<void> {
+    await this.execute("migrate", { uri }, options);
+  }
+
+  /** On a QEMU started with `-incoming defer`: starts loading a saved state from `uri`. */
+  async migrateIncoming(uri: string, options?: QmpCallOptions): Promise<void> {
+    await this.execute("migrate-incoming", { uri }, options);
+  }
+
+  /** Sets migration parameters (`max-bandwidth`, ...). */
+  async migrateSetParameters(params: Readonly<Record<string, unknown>>, options?: QmpCallOptions): Promise<void> {
+    await this.execute("migrate-set-parameters", params, options);
+  }
+
+  /** The state of the current or last migration ("active", "completed", "failed"...; absent before any). */
+  queryMigrate(options?: QmpCallOptions): Promise<MigrationInfo> {
+    return this.execute<MigrationInfo>("query-migrate", undefined, options);
   }
 
   async chardevRemove(id: string, options?: QmpCallOptions): Promise<void> {

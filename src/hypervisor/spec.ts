@@ -119,6 +119,12 @@ export interface VmSpec {
   /** Start with the vCPUs stopped (`-S`); QMP `cont` runs them. */
   readonly paused?: boolean;
   /**
+   * Start waiting for a saved VM state (`-incoming defer`) instead of
+   * running: `restoreState` loads it. The rest of the spec must describe
+   * the same devices as the VM that was saved.
+   */
+  readonly incoming?: boolean;
+  /**
    * microvm under TCG: the host's TSC frequency in kHz (accel.ts,
    * `hostTscKhz`). The guest's TSC runs at the host's rate under TCG, and
    * microvm has neither HPET nor ACPI PM timer to calibrate it against: given
