@@ -6,6 +6,7 @@
  * observer (metrics, the debug copy of its console).
  */
 import { rm } from "node:fs/promises";
+import { kindOf, messageOf } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { unmountTree } from "../common/mount.js";
 import { killProcessesMentioning } from "../common/processes.js";
@@ -17,6 +18,7 @@ import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
 import { sandboxPaths, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { quietVmObserver, type VmObserver } from "./observer.js";
 import { PodVm } from "./pod-vm.js";
+import { TemplateStore } from "./template-store.js";
 
 export interface HostFacts {
   readonly accel: Accel;
@@ -43,14 +45,58 @@ export interface BootRequest {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * Free PCIe root ports in a template VM: the pod's share, and its network
+ * card once restored VMs take one.
+ */
+const TEMPLATE_HOTPLUG_PORTS = 2;
+
 export class VmEngine {
+  /** The VM templates, when `[factory] enable_template` is on and the configuration allows them. */
+  readonly templates: TemplateStore | undefined;
+
   constructor(
     private readonly config: Config,
     private readonly host: HostFacts,
     private readonly newHypervisor: () => Hypervisor,
     private readonly logger: Logger,
     private readonly observer: VmObserver = quietVmObserver,
-  ) {}
+  ) {
+    const why = templatesUnusable(config);
+    if (config.factory.enableTemplate && why) logger.warn("vm templates are enabled but not used", { reason: why });
+    this.templates =
+      config.factory.enableTemplate && !why
+        ? new TemplateStore({
+            dir: config.factory.templatePath,
+            newHypervisor,
+            agentDialTimeoutMs: config.agent.dialTimeoutMs,
+            agentCallTimeoutMs: config.agent.callTimeoutMs,
+            logger: logger.child({ component: "templates" }),
+          })
+        : undefined;
+  }
+
+  /**
+   * The template-shaped VM for `request`: its vCPUs, memory and kernel
+   * parameters, shared memory and free hot-plug ports, no share and no
+   * network card. Booting, as the template is built; restoring adds
+   * `incoming` and `paused`.
+   */
+  templateVmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal" | "network">): { paths: SandboxPaths; spec: VmSpec } {
+    const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
+    const spec = vmSpecFromConfig(this.config.hypervisor, {
+      id: request.id,
+      runDir: paths.vmDir,
+      accel: this.host.accel,
+      ...(this.host.tscKhz === undefined ? {} : { tscKhz: this.host.tscKhz }),
+      ...(request.vcpus === undefined ? {} : { vcpus: request.vcpus }),
+      ...(request.memoryMiB === undefined ? {} : { memoryMiB: request.memoryMiB }),
+      kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
+      sharedMemory: true,
+      hotplugPorts: TEMPLATE_HOTPLUG_PORTS,
+    });
+    return { paths, spec };
+  }
 
   /** The VM a boot of `request` launches, and where its files go. */
   vmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal">): { paths: SandboxPaths; spec: VmSpec } {
@@ -102,6 +148,46 @@ export class VmEngine {
   }
 
   async boot(request: BootRequest): Promise<PodVm> {
+    // Restored VMs take no network card yet: pods with a network boot cold.
+    if (this.templates && !request.network) {
+      const vm = await this.restore(this.templates, request);
+      if (vm) return vm;
+    }
+    return this.coldBoot(request);
+  }
+
+  /** The pod's VM restored from its template; undefined (logged) when there is none or the restore failed. */
+  private async restore(templates: TemplateStore, request: BootRequest): Promise<PodVm | undefined> {
+    const { paths, spec } = this.templateVmFor(request);
+    const template = await templates.get(spec, request.signal);
+    if (!template) return undefined;
+    try {
+      const vm = await PodVm.restore({
+        id: request.id,
+        paths,
+        spec: { ...spec, incoming: true, paused: true },
+        hypervisor: this.newHypervisor(),
+        stateFile: template.stateFile,
+        hostname: request.hostname,
+        ...(request.dns ? { dns: request.dns } : {}),
+        agentDialTimeoutMs: this.config.agent.dialTimeoutMs,
+        agentCallTimeoutMs: this.config.agent.callTimeoutMs,
+        logger: this.logger.child({ pod: request.id }),
+        ...(request.signal ? { signal: request.signal } : {}),
+      });
+      this.observer.booted(vm, vm.timings);
+      return vm;
+    } catch (err) {
+      if (request.signal?.aborted) throw err;
+      // QEMU refusing the state (it exits) condemns the template; anything else may be this pod's bad luck.
+      const broken = kindOf(err) === "Unavailable";
+      this.logger.warn("restore from vm template failed, booting cold", { pod: request.id, template: template.key, dropped: broken, err: messageOf(err) });
+      await templates.discard(template, broken);
+      return undefined;
+    }
+  }
+
+  private async coldBoot(request: BootRequest): Promise<PodVm> {
     const { paths, spec } = this.vmFor(request);
     const vm = await PodVm.boot({
       id: request.id,
@@ -119,4 +205,12 @@ export class VmEngine {
     this.observer.booted(vm, vm.timings);
     return vm;
   }
+}
+
+/** Why the configuration cannot use VM templates, or undefined when it can. */
+export function templatesUnusable(config: Config): string | undefined {
+  if (config.hypervisor.machineType !== "q35") return `machine_type = "${config.hypervisor.machineType}": restored VMs get their share by PCI hot-plug, which needs q35`;
+  if (config.hypervisor.sharedFs !== "virtio-fs") return `shared_fs = "${config.hypervisor.sharedFs}": restored VMs reach containers' files over virtio-fs`;
+  if (!config.hypervisor.disableBlockDeviceUse) return "disable_block_device_use = false: image layers as disks are not tried with restored VMs yet";
+  return undefined;
 }

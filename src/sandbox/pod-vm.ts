@@ -13,9 +13,7 @@ import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import type { AgentClient } from "../agent/client.js";
-import { connectAgent } from "../agent/connect.js";
 import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
-import { UnixSocketTransport } from "../agent/transport.js";
 import type { ContainerStats } from "../agent/translate.js";
 import type { RootfsLayers } from "../image/types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
@@ -24,6 +22,8 @@ import { readTail } from "../hypervisor/tail.js";
 import { LayerDisks } from "./layer-disks.js";
 import { containerGuestBlockRootfs, containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { openProcessIo, type ProcessIo } from "./process-io.js";
+import { restoreVm, type PodVmRestoreOptions } from "./template-restore.js";
+import { connectToAgent, withConsole } from "./vm-agent.js";
 import { loadVmRecord, saveVmRecord } from "./vm-record.js";
 
 /** What taking over a running pod VM needs (its spec and processes are read from the pod's directory). */
@@ -92,6 +92,8 @@ export class PodVm {
     /** Resolves when the VM process exits, whoever stopped it. */
     readonly exited: Promise<VmExit>,
     private readonly logger: Logger,
+    /** True when the pod's shared directory reaches the guest (given at boot, or added after a restore). */
+    private readonly shared: boolean,
   ) {
     this.layerDisks = spec.blockHotplug ? new LayerDisks(hypervisor, logger) : undefined;
   }
@@ -166,7 +168,18 @@ export class PodVm {
     }
     undo.commit();
     logger.debug("pod vm booted", { ...timings });
-    return new PodVm(options.id, paths, timings, qemuPid, options.spec, hypervisor, agent, exited, logger);
+    return new PodVm(options.id, paths, timings, qemuPid, options.spec, hypervisor, agent, exited, logger, options.spec.sharedFs !== undefined);
+  }
+
+  /**
+   * Starts the pod's VM from a template's saved state instead of booting it
+   * (template-restore.ts has the steps); ends like `boot`.
+   */
+  static async restore(options: PodVmRestoreOptions): Promise<PodVm> {
+    if (!isSafeId(options.id)) throw new VmpodError("InvalidArgument", `pod id ${JSON.stringify(options.id)} is not a safe name`);
+    const vm = await restoreVm(options);
+    options.logger.debug("pod vm restored from a template", { ...vm.timings });
+    return new PodVm(options.id, options.paths, vm.timings, vm.qemuPid, options.spec, options.hypervisor, vm.agent, vm.exited, options.logger, true);
   }
 
   /**
@@ -187,7 +200,8 @@ export class PodVm {
     const exited = hypervisor.wait();
     const agent = await connectToAgent(spec, exited, options);
     const timings: BootTimings = { prepareMs: 0, vmStartMs: 0, agentMs: performance.now() - started, sandboxMs: 0 };
-    return new PodVm(options.id, paths, timings, handle.qemu.pid, spec, hypervisor, agent, exited, options.logger);
+    const shared = spec.sharedFs !== undefined || (handle.addedShares ?? []).some((share) => share.tag === SHARED_FS_TAG);
+    return new PodVm(options.id, paths, timings, handle.qemu.pid, spec, hypervisor, agent, exited, options.logger, shared);
   }
 
   /** The agent, for calls this class does not wrap. */
@@ -228,7 +242,7 @@ export class PodVm {
 
   /** Puts the container's root filesystem in the pod's shared directory. */
   private async prepareSharedRootfs(containerId: string, rootfs: ContainerRootfs, readonly: boolean, undo: Rollback): Promise<void> {
-    if (!this.spec.sharedFs) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none") and takes no disks for image layers`);
+    if (!this.shared) throw new VmpodError("FailedPrecondition", `pod ${this.id} has no shared directory (shared_fs = "none") and takes no disks for image layers`);
     const target = containerHostRootfs(this.paths, containerId);
     await mkdir(target, { recursive: true, mode: 0o700 });
     undo.push("remove container dir", async () => {
@@ -341,28 +355,6 @@ export class PodVm {
   }
 }
 
-/** Connects to the VM's agent, giving up when the VM exits. */
-async function connectToAgent(
-  spec: VmSpec,
-  exited: Promise<VmExit>,
-  options: { readonly agentDialTimeoutMs: number; readonly agentCallTimeoutMs: number; readonly signal?: AbortSignal },
-): Promise<AgentClient> {
-  const socket = spec.agent?.socketPath;
-  if (!socket) throw new VmpodError("InvalidArgument", "the VM spec has no agent channel");
-  const vmGone = new AbortController();
-  void exited.then(() => vmGone.abort(new VmpodError("Unavailable", "the VM exited")));
-  return connectAgent(new UnixSocketTransport(socket), {
-    timeoutMs: options.agentDialTimeoutMs,
-    callTimeoutMs: options.agentCallTimeoutMs,
-    signal: options.signal ? AbortSignal.any([options.signal, vmGone.signal]) : vmGone.signal,
-  });
-}
-
 function signalOpt(signal: AbortSignal | undefined): { signal?: AbortSignal } {
   return signal ? { signal } : {};
-}
-
-async function withConsole(spec: VmSpec, err: VmpodError): Promise<VmpodError> {
-  const tail = (await readTail(spec.consoleLog, CONSOLE_TAIL_BYTES)).trim();
-  return tail ? new VmpodError(err.kind, `${err.message}; console: ${tail}`) : err;
 }

@@ -1,0 +1,190 @@
+/**
+ * VM templates under real QEMU (TCG here): pods restored from one template
+ * built once for concurrent starts run containers, each with its own
+ * hostname, a clock set to the host's and random bytes of its own; a
+ * restored pod is taken over by a restarted engine; a corrupt template
+ * (found by its checksum, or refused by QEMU) means a cold boot; a changed kernel parameter means a new template; and
+ * nothing is left behind.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { OciProcess, OciSpec } from "../../../src/common/oci-spec.js";
+import type { Config } from "../../../src/config/types.js";
+import { QemuHypervisor } from "../../../src/hypervisor/qemu.js";
+import { VmEngine } from "../../../src/sandbox/engine.js";
+import type { PodVm } from "../../../src/sandbox/pod-vm.js";
+import { readAll } from "../../../src/sandbox/process-io.js";
+import { makeBusyboxRootfs } from "../../helpers/busybox-rootfs.js";
+import { assertNothingLeft, processesMentioning } from "../../helpers/leaks.js";
+import { vmFixture, type VmFixture } from "../../helpers/vm-fixture.js";
+
+const ENV = ["PATH=/bin", "HOME=/root"];
+
+function proc(args: string[]): OciProcess {
+  return { args, env: ENV, cwd: "/", user: { uid: 0, gid: 0 } };
+}
+
+function spec(args: string[]): OciSpec {
+  return {
+    ociVersion: "1.1.0",
+    process: proc(args),
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+    ],
+    linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "mount" }], cgroupsPath: "" },
+  };
+}
+
+function withTemplates(config: Config): Config {
+  return {
+    ...config,
+    hypervisor: { ...config.hypervisor, machineType: "q35" },
+    factory: { ...config.factory, enableTemplate: true, templatePath: join(config.runtime.stateRoot, "templates") },
+  };
+}
+
+/** Runs `args` in a fresh container of `vm` and returns its stdout (exit code 0 asserted). */
+async function run(vm: PodVm, rootfs: string, id: string, args: string[]): Promise<string> {
+  await vm.createContainer(id, { kind: "dir", path: rootfs }, spec(args));
+  const io = vm.io(id, "");
+  await vm.startContainer(id);
+  const [out, err, status] = await Promise.all([readAll(io.stdout), readAll(io.stderr!), io.wait()]);
+  assert.equal(status, 0, `${args.join(" ")}: ${err}`);
+  await vm.removeContainer(id);
+  return out;
+}
+
+/** True when the VM's console shows the firmware starting (a cold boot), false for a restored VM. */
+async function bootedCold(vm: PodVm): Promise<boolean> {
+  return (await readFile(vm.consoleLog, "utf8")).includes("SeaBIOS");
+}
+
+describe("VM templates (real QEMU)", function () {
+  this.timeout(900_000);
+  let fx: VmFixture;
+  let rootfsDir: string;
+  let templateDir: string;
+
+  before(async function () {
+    fx = await vmFixture({ configure: withTemplates });
+    templateDir = fx.config.factory.templatePath;
+    process.stderr.write(`      acceleration: ${fx.host.accel}; guest image ${fx.image.hash.slice(0, 16)}\n`);
+    rootfsDir = await mkdtemp(join(tmpdir(), "vmpod-rootfs-"));
+    await makeBusyboxRootfs(rootfsDir);
+  });
+
+  afterEach(async function () {
+    const failed = this.currentTest?.state === "failed";
+    await fx.release(failed, this.currentTest?.fullTitle() ?? "");
+  });
+
+  after(async () => {
+    await fx?.dispose();
+    if (rootfsDir) await rm(rootfsDir, { recursive: true, force: true });
+    if (fx) await assertNothingLeft(fx.root);
+  });
+
+  it("builds one template for two pods started at once; each runs containers with its own hostname, the host's clock and its own random bytes", async () => {
+    const store = fx.engine.templates;
+    assert.ok(store, "templates are in use with q35 and virtio-fs");
+    const [a, b] = await Promise.all([fx.boot("tpl-a", { hostname: "pod-a" }), fx.boot("tpl-b", { hostname: "pod-b" })]);
+    assert.equal(store.builds, 1, "one build for both pods");
+    assert.equal(await bootedCold(a), false, "pod a was restored, not booted");
+    assert.equal(await bootedCold(b), false, "pod b was restored, not booted");
+    const script = "hostname; date +%s; head -c 16 /dev/urandom | od -An -tx1; cat /proc/mounts | grep -c virtiofs";
+    const outs: string[][] = [];
+    for (const [vm, name] of [[a, "a"], [b, "b"]] as const) {
+      const before = Date.now() / 1000;
+      const out = (await run(vm, rootfsDir, `c-${name}`, ["sh", "-c", script])).trim().split("\n");
+      const after = Date.now() / 1000;
+      // The guest's time lies in [seconds, seconds + 1): within 1 s of the host's while the container ran.
+      const seconds = Number(out[1]);
+      assert.ok(seconds + 1 > before - 1 && seconds <= after + 1, `guest clock ${out[1]} within 1 s of the host's [${before}, ${after}]`);
+      outs.push(out);
+    }
+    assert.equal(outs[0]?.[0], "pod-a");
+    assert.equal(outs[1]?.[0], "pod-b");
+    assert.notEqual(outs[0]?.[2], outs[1]?.[2], "random bytes differ between pods");
+    assert.match(outs[0]?.[2] ?? "", /^( [0-9a-f]{2}){16}$/);
+  });
+
+  it("hands a restored pod to a restarted engine, which runs containers in it and stops it with its share's daemon", async () => {
+    const made: QemuHypervisor[] = [];
+    const first = new VmEngine(fx.config, fx.host, () => {
+      const hv = new QemuHypervisor();
+      made.push(hv);
+      return hv;
+    }, fx.logger);
+    const vm = await first.boot({ id: "tpl-r", hostname: "pod-r" });
+    assert.equal(await bootedCold(vm), false);
+    const record = JSON.parse(await readFile(join(vm.paths.root, "vm.json"), "utf8")) as { handle: { addedShares?: unknown[] } };
+    assert.equal(record.handle.addedShares?.length, 1, "the hot-added share is in the VM record");
+    // The first vmpod goes away: its connections close, the VM runs on.
+    vm.agentClient.close();
+    made.at(-1)?.qmp?.close();
+    const restarted = new VmEngine(fx.config, fx.host, () => new QemuHypervisor(), fx.logger);
+    const again = await restarted.reattach("tpl-r");
+    assert.equal(again.qemuPid, vm.qemuPid);
+    assert.equal((await run(again, rootfsDir, "c-r", ["hostname"])).trim(), "pod-r");
+    await again.stop();
+    await vm.exited;
+    assert.deepEqual(await processesMentioning(vm.paths.root), [], "QEMU and both virtiofsd are gone");
+  });
+
+  it("boots cold when the template's state is corrupt, and drops that template", async () => {
+    const [key] = (await readdir(templateDir)).filter((n) => !n.includes("."));
+    assert.ok(key, "a template exists");
+    const state = join(templateDir, key, "state");
+    const handle = await open(state, "r+");
+    try {
+      const { size } = await stat(state);
+      await handle.write(Buffer.alloc(4096, 0xa5), 0, 4096, Math.floor(size / 2));
+    } finally {
+      await handle.close();
+    }
+    const vm = await fx.boot("tpl-c", { hostname: "pod-c" });
+    assert.equal(await bootedCold(vm), true, "the pod booted cold");
+    assert.equal((await run(vm, rootfsDir, "c-c", ["hostname"])).trim(), "pod-c");
+    assert.deepEqual(await readdir(templateDir), [], "the corrupt template is removed");
+  });
+
+  it("builds a new template when what shapes the VM changes (a kernel parameter)", async () => {
+    const store = fx.engine.templates!;
+    const builds = store.builds;
+    const first = await fx.boot("tpl-k1", { hostname: "k1" });
+    const second = await fx.boot("tpl-k2", { hostname: "k2", extraKernelParams: ["vmpod.test_key=1"] });
+    assert.equal(store.builds, builds + 2, "one template per kernel command line");
+    assert.equal(await bootedCold(first), false);
+    assert.equal(await bootedCold(second), false);
+    assert.equal((await readdir(templateDir)).length, 2, "templates of both shapes are kept");
+    assert.equal((await run(second, rootfsDir, "c-k", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
+  });
+
+  it("boots cold when QEMU refuses a template's state (its manifest matching), and drops that template", async () => {
+    let key: string | undefined;
+    for (const name of await readdir(templateDir)) {
+      const manifest = await readFile(join(templateDir, name, "manifest.json"), "utf8");
+      if (!manifest.includes("vmpod.test_key=1")) key = name;
+    }
+    assert.ok(key, "the template of the default shape exists");
+    const state = join(templateDir, key, "state");
+    const handle = await open(state, "r+");
+    try {
+      await handle.write(Buffer.alloc(64, 0x5a), 0, 64, 0);
+    } finally {
+      await handle.close();
+    }
+    const manifestPath = join(templateDir, key, "manifest.json");
+    const manifest = JSON.parse(await readFile(manifestPath, "utf8")) as { sha256: string };
+    manifest.sha256 = createHash("sha256").update(await readFile(state)).digest("hex");
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    const vm = await fx.boot("tpl-q", { hostname: "pod-q" });
+    assert.equal(await bootedCold(vm), true, "the pod booted cold");
+    assert.equal((await run(vm, rootfsDir, "c-q", ["hostname"])).trim(), "pod-q");
+    assert.ok(!(await readdir(templateDir)).includes(key), "the refused template is removed");
+  });
+});
