@@ -43,6 +43,8 @@ export class VirtioFsHotplug {
     private readonly spec: VmSpec,
     private readonly qmp: QmpClient,
     private readonly unplugTimeoutMs: number,
+    /** Ports kept for other devices (network cards added later). */
+    private readonly otherPorts: ReadonlySet<string> = new Set(),
   ) {}
 
   /** True while any share added at run time is attached (or being added or removed). */
@@ -155,7 +157,7 @@ export class VirtioFsHotplug {
   }
 
   private freePort(): string | undefined {
-    const used = new Set([...this.reserved, ...[...this.attached.values()].map((a) => a.port)]);
+    const used = new Set([...this.otherPorts, ...this.reserved, ...[...this.attached.values()].map((a) => a.port)]);
     for (let n = 0; n < (this.spec.hotplugPorts ?? 0); n++) {
       const port = hotplugPortId(n);
       if (!used.has(port)) return port;

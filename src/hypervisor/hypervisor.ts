@@ -56,11 +56,22 @@ export interface BlockDevice {
   readonly serial?: string;
 }
 
-export type HotplugDevice = VirtioFsDevice | BlockDevice;
+/**
+ * The card of a network the spec gives with `hotplug`: its tap backend is
+ * on QEMU's command line, the card is added now on its port (`nicPort`).
+ */
+export interface NicDevice {
+  readonly kind: "nic";
+  /** The spec's netdev id of the card. */
+  readonly id: string;
+}
+
+export type HotplugDevice = VirtioFsDevice | BlockDevice | NicDevice;
 
 /** Where the guest finds a device just added. */
 export type AttachedDevice =
   | { readonly kind: "virtio-fs"; readonly id: string; readonly tag: string }
+  | { readonly kind: "nic"; readonly id: string; readonly mac: string }
   | {
       readonly kind: "block";
       readonly id: string;

@@ -60,6 +60,25 @@ export function hotplugPortId(n: number): string {
   return `hp${n}`;
 }
 
+/**
+ * The hot-plug ports of the network cards added later (`NicSpec.hotplug`),
+ * by netdev id: the i-th takes the i-th port from the last, so that shares
+ * take the first ones.
+ */
+export function nicPorts(spec: VmSpec): Map<string, string> {
+  const ports = new Map<string, string>();
+  const last = (spec.hotplugPorts ?? 0) - 1;
+  for (const nic of spec.network?.nics ?? []) {
+    if (nic.hotplug) ports.set(nic.id, hotplugPortId(last - ports.size));
+  }
+  return ports;
+}
+
+/** The device id of a network card added later, from its netdev id. */
+export function nicDeviceId(netdevId: string): string {
+  return `${netdevId}-card`;
+}
+
 /** The chardev id behind a virtio-fs device. */
 export function virtioFsChardevId(deviceId: string): string {
   return `chr-${deviceId}`;
@@ -153,6 +172,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
 
   (spec.network?.nics ?? []).forEach((nic, i) => {
     add("-netdev", opts("tap", { id: nic.id, fd: FIRST_TAP_FD + i }));
+    if (nic.hotplug) return;
     add("-device", opts(microvm ? "virtio-net-device" : "virtio-net-pci", { netdev: nic.id, mac: nic.mac.toLowerCase(), romfile: microvm ? undefined : "" }));
   });
   return args;

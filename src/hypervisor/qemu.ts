@@ -15,7 +15,7 @@ import { VirtioFsHotplug } from "./hotplug.js";
 import { checkSpecFiles } from "./preflight.js";
 import { AdoptedProcess, processRef, type ProcessRef } from "./adopted-process.js";
 import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
-import { buildQemuArgs, passedFds } from "./qemu-args.js";
+import { buildQemuArgs, nicDeviceId, nicPorts, passedFds } from "./qemu-args.js";
 import { loadState, saveState } from "./migration.js";
 import { QmpClient } from "./qmp.js";
 import { validateSpec, type VmSpec } from "./spec.js";
@@ -154,7 +154,7 @@ export class QemuHypervisor implements Hypervisor {
     try {
       this.qmpClient = await this.connectQmp(spec, qemu, options.signal);
       if (this.stopping || this.cleaning) throw new VmpodError("Canceled", "stopped while starting");
-      this.hotplug = new VirtioFsHotplug(spec, this.qmpClient, this.unplugTimeoutMs);
+      this.hotplug = new VirtioFsHotplug(spec, this.qmpClient, this.unplugTimeoutMs, new Set(nicPorts(spec).values()));
       this.blocks = new BlockHotplug(spec, this.qmpClient, this.unplugTimeoutMs);
     } catch (err) {
       this.qmpClient?.close();
@@ -203,7 +203,7 @@ export class QemuHypervisor implements Hypervisor {
       this.qmpClient = qmp;
       // QEMU's exit closes QMP first; look at once rather than at the next poll.
       void qmp.done.then(() => qemu.check());
-      this.hotplug = new VirtioFsHotplug(spec, qmp, this.unplugTimeoutMs);
+      this.hotplug = new VirtioFsHotplug(spec, qmp, this.unplugTimeoutMs, new Set(nicPorts(spec).values()));
       this.blocks = new BlockHotplug(spec, qmp, this.unplugTimeoutMs);
       for (const share of handle.addedShares ?? []) {
         const daemon = await AdoptedProcess.adopt(`virtiofsd of ${share.id}`, share.virtiofsd);
@@ -242,6 +242,17 @@ export class QemuHypervisor implements Hypervisor {
     await this.runningQmp("resume vm").cont(options.signal ? { signal: options.signal } : {});
   }
 
+  /** Adds the card of the spec's network `id` given with `hotplug`, on its port. */
+  private async addNic(id: string, options: CallOptions): Promise<AttachedDevice> {
+    const spec = this.vmSpec;
+    const nic = spec?.network?.nics.find((n) => n.id === id && n.hotplug);
+    const port = spec ? nicPorts(spec).get(id) : undefined;
+    if (!nic || !port) throw new VmpodError("NotFound", `no network card ${id} to add in the vm spec`);
+    const qmp = this.runningQmp(`add network card ${id}`);
+    await qmp.deviceAdd({ driver: "virtio-net-pci", id: nicDeviceId(id), netdev: id, mac: nic.mac.toLowerCase(), romfile: "", bus: port }, options.signal ? { signal: options.signal } : {});
+    return { kind: "nic", id, mac: nic.mac.toLowerCase() };
+  }
+
   private runningQmp(step: string): QmpClient {
     const qmp = this.qmpClient;
     if (!qmp || this.stopping || qmp.isClosed) throw failedPrecondition(`${step}: vm not running`);
@@ -253,6 +264,7 @@ export class QemuHypervisor implements Hypervisor {
     const blocks = this.blocks;
     if (!fs || !blocks || this.stopping) throw failedPrecondition(`add device ${device.id}: vm not running`);
     try {
+      if (device.kind === "nic") return await this.addNic(device.id, options);
       if (fs.has(device.id) || blocks.has(device.id)) throw new VmpodError("AlreadyExists", `device ${device.id} exists`);
       if (device.kind === "block") return await blocks.add(device, options);
       await fs.add(device, options);

@@ -71,6 +71,13 @@ export interface NicSpec {
    * NICs' descriptors in order as QEMU's 3, 4, ... (qemu-args.ts, passedFds).
    */
   readonly tapFd: number;
+  /**
+   * q35 only: only the tap backend is on the command line; the card is
+   * added later with addDevice (a VM restored from a template, whose saved
+   * state holds no card). The i-th such card goes on the i-th hot-plug port
+   * from the last (`nicPort`).
+   */
+  readonly hotplug?: boolean;
 }
 
 export interface NetworkSpec {
@@ -221,10 +228,10 @@ export function validateSpec(spec: VmSpec): void {
     if (driver === "virtio-blk" && (spec.hotplugPorts ?? 0) === 0) fail("block devices on virtio-blk need hotplugPorts");
   }
   if (spec.tscKhz !== undefined && (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0)) fail(`tscKhz must be a positive integer`);
-  if (spec.network) checkNetwork(spec.network, fail);
+  if (spec.network) checkNetwork(spec, spec.network, fail);
 }
 
-function checkNetwork(network: NetworkSpec, fail: (what: string) => never): void {
+function checkNetwork(spec: VmSpec, network: NetworkSpec, fail: (what: string) => never): void {
   if (network.nics.length > MAX_NICS) fail(`at most ${MAX_NICS} network cards, not ${network.nics.length}`);
   const ids = new Set<string>();
   const macs = new Set<string>();
@@ -242,6 +249,8 @@ function checkNetwork(network: NetworkSpec, fail: (what: string) => never): void
     if (fds.has(nic.tapFd)) fail(`network card ${nic.id}: tap descriptor ${nic.tapFd} is used twice`);
     fds.add(nic.tapFd);
   }
+  const added = network.nics.filter((nic) => nic.hotplug).length;
+  if (added > 0 && (spec.machine !== "q35" || added > (spec.hotplugPorts ?? 0))) fail(`${added} network cards added later need q35 and as many hot-plug ports`);
 }
 
 /** "aa:bb:cc:dd:ee:ff" (either case), neither multicast nor all zeros. */

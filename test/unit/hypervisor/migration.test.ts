@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { VmpodError } from "../../../src/common/errors.js";
 import { loadState, saveState } from "../../../src/hypervisor/migration.js";
-import { buildQemuArgs } from "../../../src/hypervisor/qemu-args.js";
+import { buildQemuArgs, nicPorts } from "../../../src/hypervisor/qemu-args.js";
 import type { QmpClient } from "../../../src/hypervisor/qmp.js";
-import type { VmSpec } from "../../../src/hypervisor/spec.js";
+import { validateSpec, type VmSpec } from "../../../src/hypervisor/spec.js";
 
 /** A QMP stand-in answering each command from a script; it records what it was asked. */
 class ScriptedQmp {
@@ -98,5 +98,28 @@ describe("vm state saved to and loaded from a file", () => {
     const args = buildQemuArgs(spec);
     assert.deepEqual(args.slice(args.indexOf("-S"), args.indexOf("-S") + 3), ["-S", "-incoming", "defer"]);
     assert.ok(!buildQemuArgs({ ...spec, incoming: false }).includes("-incoming"));
+  });
+
+  it("puts only the tap backend of a card added later on the command line, and gives it the last free port", () => {
+    const spec: VmSpec = {
+      id: "p",
+      qemuPath: "/usr/bin/qemu-system-x86_64",
+      runDir: "/run/p",
+      machine: "q35",
+      accel: "tcg",
+      vcpus: 1,
+      memoryMiB: 256,
+      qmpSocket: "/run/p/qmp.sock",
+      consoleLog: "/run/p/console.log",
+      hotplugPorts: 2,
+      network: { nics: [{ id: "net0", mac: "02:00:00:00:00:01", tapFd: 9, hotplug: true }] },
+    };
+    validateSpec(spec);
+    const args = buildQemuArgs(spec);
+    assert.deepEqual(args.slice(-2), ["-netdev", "tap,id=net0,fd=3"]);
+    assert.ok(!args.some((a) => a.startsWith("virtio-net-pci")));
+    assert.deepEqual([...nicPorts(spec)], [["net0", "hp1"]]);
+    assert.throws(() => validateSpec({ ...spec, hotplugPorts: 0 }), /added later need q35 and as many hot-plug ports/);
+    assert.throws(() => validateSpec({ ...spec, machine: "microvm", hotplugPorts: 0 }), /added later need q35/);
   });
 });
