@@ -45,10 +45,7 @@ export interface BootRequest {
   readonly signal?: AbortSignal;
 }
 
-/**
- * Free PCIe root ports in a template VM: the pod's share, and its network
- * card once restored VMs take one.
- */
+/** Free PCIe root ports in a template VM: the pod's share, and its network card. */
 const TEMPLATE_HOTPLUG_PORTS = 2;
 
 export class VmEngine {
@@ -148,8 +145,7 @@ export class VmEngine {
   }
 
   async boot(request: BootRequest): Promise<PodVm> {
-    // Restored VMs take no network card yet: pods with a network boot cold.
-    if (this.templates && !request.network) {
+    if (this.templates) {
       const vm = await this.restore(this.templates, request);
       if (vm) return vm;
     }
@@ -162,14 +158,17 @@ export class VmEngine {
     const template = await templates.get(spec, request.signal);
     if (!template) return undefined;
     try {
+      const network = request.network;
       const vm = await PodVm.restore({
         id: request.id,
         paths,
-        spec: { ...spec, incoming: true, paused: true },
+        // The tap's backend on the command line; the card is added once the VM runs.
+        spec: { ...spec, incoming: true, paused: true, ...(network ? { network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd, hotplug: true }] } } : {}) },
         hypervisor: this.newHypervisor(),
         stateFile: template.stateFile,
         hostname: request.hostname,
         ...(request.dns ? { dns: request.dns } : {}),
+        ...(network ? { network: { nic: network.nic, routes: network.routes } } : {}),
         agentDialTimeoutMs: this.config.agent.dialTimeoutMs,
         agentCallTimeoutMs: this.config.agent.callTimeoutMs,
         logger: this.logger.child({ pod: request.id }),

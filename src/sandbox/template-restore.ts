@@ -10,12 +10,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
-import { VmpodError, wrap } from "../common/errors.js";
+import { VmpodError, kindOf, wrap } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { makeSharedMountPoint, unmountTree } from "../common/mount.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import type { AgentClient } from "../agent/client.js";
+import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
 import { GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
@@ -36,6 +37,11 @@ export interface PodVmRestoreOptions {
   readonly stateFile: string;
   readonly hostname: string;
   readonly dns?: readonly string[];
+  /**
+   * The guest's network interface and routes; the spec's network card of
+   * the same MAC is given with `hotplug` (its tap on the command line).
+   */
+  readonly network?: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] };
   readonly agentDialTimeoutMs: number;
   readonly agentCallTimeoutMs: number;
   readonly logger: Logger;
@@ -55,6 +61,9 @@ export const RESTORED_SHARE_ID = "share0";
 const RESTORE_TIMEOUT_MS = 60_000;
 /** Bytes of the host's randomness the guest's pool is reseeded with. */
 const RESEED_BYTES = 512;
+/** How long the guest gets to find a network card just added. */
+const NIC_APPEAR_MS = 10_000;
+const NIC_POLL_MS = 50;
 /** How long a failed restore waits to see whether QEMU is exiting. */
 const EXIT_GRACE_MS = 1_000;
 
@@ -101,6 +110,7 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
     timings.agentMs = lap();
     await hypervisor.addDevice({ kind: "virtio-fs", id: RESTORED_SHARE_ID, tag: SHARED_FS_TAG, sourceDir: paths.sharedDir }, signal);
     await saveVmRecord(paths, { spec, handle: await hypervisor.handle() });
+    if (options.network) await addNetwork(hypervisor, agent, spec, options.network, signal);
     await agent.createSandbox({
       sandboxId: options.id,
       hostname: options.hostname,
@@ -114,4 +124,33 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
     const gone = await Promise.race([exited.then(() => true), sleep(EXIT_GRACE_MS).then(() => false)]);
     throw await withConsole(spec, gone ? new VmpodError("Unavailable", "the restored VM exited", { cause: err }) : wrap("restore vm", err));
   }
+}
+
+/**
+ * Adds the pod's network card (its tap is already QEMU's) and has the agent
+ * configure it. The guest finds the card a moment after it is added: the
+ * agent's NotFound for its MAC is asked again until it appears.
+ */
+async function addNetwork(
+  hypervisor: Hypervisor,
+  agent: AgentClient,
+  spec: VmSpec,
+  network: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] },
+  signal: { signal?: AbortSignal },
+): Promise<void> {
+  const mac = network.nic.mac.toLowerCase();
+  const card = spec.network?.nics.find((n) => n.hotplug && n.mac.toLowerCase() === mac);
+  if (!card) throw new VmpodError("InvalidArgument", `restore vm: no network card with MAC ${mac} to add in the vm spec`);
+  await hypervisor.addDevice({ kind: "nic", id: card.id }, signal);
+  const deadline = performance.now() + NIC_APPEAR_MS;
+  for (;;) {
+    try {
+      await agent.updateInterface(network.nic);
+      break;
+    } catch (err) {
+      if (kindOf(err) !== "NotFound" || performance.now() > deadline) throw err;
+    }
+    await sleep(NIC_POLL_MS, signal.signal);
+  }
+  if (network.routes.length > 0) await agent.updateRoutes(network.routes);
 }

@@ -7,10 +7,12 @@
  * nothing is left behind.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync } from "node:fs";
 import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "../../../src/common/exec.js";
 import type { OciProcess, OciSpec } from "../../../src/common/oci-spec.js";
 import type { Config } from "../../../src/config/types.js";
 import { QemuHypervisor } from "../../../src/hypervisor/qemu.js";
@@ -20,6 +22,7 @@ import { readAll } from "../../../src/sandbox/process-io.js";
 import { makeBusyboxRootfs } from "../../helpers/busybox-rootfs.js";
 import { assertNothingLeft, processesMentioning } from "../../helpers/leaks.js";
 import { vmFixture, type VmFixture } from "../../helpers/vm-fixture.js";
+import { openTapIn } from "../guest-agent/tap.js";
 
 const ENV = ["PATH=/bin", "HOME=/root"];
 
@@ -48,8 +51,8 @@ function withTemplates(config: Config): Config {
 }
 
 /** Runs `args` in a fresh container of `vm` and returns its stdout (exit code 0 asserted). */
-async function run(vm: PodVm, rootfs: string, id: string, args: string[]): Promise<string> {
-  await vm.createContainer(id, { kind: "dir", path: rootfs }, spec(args));
+async function runIn(vm: PodVm, rootfs: string, id: string, args: string[], adjust: (s: OciSpec) => OciSpec = (s) => s): Promise<string> {
+  await vm.createContainer(id, { kind: "dir", path: rootfs }, adjust(spec(args)));
   const io = vm.io(id, "");
   await vm.startContainer(id);
   const [out, err, status] = await Promise.all([readAll(io.stdout), readAll(io.stderr!), io.wait()]);
@@ -99,7 +102,7 @@ describe("VM templates (real QEMU)", function () {
     const outs: string[][] = [];
     for (const [vm, name] of [[a, "a"], [b, "b"]] as const) {
       const before = Date.now() / 1000;
-      const out = (await run(vm, rootfsDir, `c-${name}`, ["sh", "-c", script])).trim().split("\n");
+      const out = (await runIn(vm, rootfsDir, `c-${name}`, ["sh", "-c", script])).trim().split("\n");
       const after = Date.now() / 1000;
       // The guest's time lies in [seconds, seconds + 1): within 1 s of the host's while the container ran.
       const seconds = Number(out[1]);
@@ -129,7 +132,7 @@ describe("VM templates (real QEMU)", function () {
     const restarted = new VmEngine(fx.config, fx.host, () => new QemuHypervisor(), fx.logger);
     const again = await restarted.reattach("tpl-r");
     assert.equal(again.qemuPid, vm.qemuPid);
-    assert.equal((await run(again, rootfsDir, "c-r", ["hostname"])).trim(), "pod-r");
+    assert.equal((await runIn(again, rootfsDir, "c-r", ["hostname"])).trim(), "pod-r");
     await again.stop();
     await vm.exited;
     assert.deepEqual(await processesMentioning(vm.paths.root), [], "QEMU and both virtiofsd are gone");
@@ -148,7 +151,7 @@ describe("VM templates (real QEMU)", function () {
     }
     const vm = await fx.boot("tpl-c", { hostname: "pod-c" });
     assert.equal(await bootedCold(vm), true, "the pod booted cold");
-    assert.equal((await run(vm, rootfsDir, "c-c", ["hostname"])).trim(), "pod-c");
+    assert.equal((await runIn(vm, rootfsDir, "c-c", ["hostname"])).trim(), "pod-c");
     assert.deepEqual(await readdir(templateDir), [], "the corrupt template is removed");
   });
 
@@ -161,7 +164,7 @@ describe("VM templates (real QEMU)", function () {
     assert.equal(await bootedCold(first), false);
     assert.equal(await bootedCold(second), false);
     assert.equal((await readdir(templateDir)).length, 2, "templates of both shapes are kept");
-    assert.equal((await run(second, rootfsDir, "c-k", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
+    assert.equal((await runIn(second, rootfsDir, "c-k", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
   });
 
   it("boots cold when QEMU refuses a template's state (its manifest matching), and drops that template", async () => {
@@ -184,7 +187,47 @@ describe("VM templates (real QEMU)", function () {
     await writeFile(manifestPath, JSON.stringify(manifest));
     const vm = await fx.boot("tpl-q", { hostname: "pod-q" });
     assert.equal(await bootedCold(vm), true, "the pod booted cold");
-    assert.equal((await run(vm, rootfsDir, "c-q", ["hostname"])).trim(), "pod-q");
+    assert.equal((await runIn(vm, rootfsDir, "c-q", ["hostname"])).trim(), "pod-q");
     assert.ok(!(await readdir(templateDir)).includes(key), "the refused template is removed");
+  });
+
+  it("gives a restored pod its network card, addresses and routes: it answers pings from its network's side and reaches it", async () => {
+    const tag = randomBytes(3).toString("hex");
+    const ns = `vmpod-tn-${tag}`;
+    const tapName = `tnt${tag}`;
+    const mac = `02:54:00:${tag.slice(0, 2)}:${tag.slice(2, 4)}:${tag.slice(4, 6)}`;
+    await run("ip", ["netns", "add", ns]);
+    let vm: PodVm | undefined;
+    try {
+      const tapFd = openTapIn(`/run/netns/${ns}`, tapName);
+      try {
+        for (const args of [["addr", "add", "10.215.0.1/24", "dev", tapName], ["link", "set", "lo", "up"], ["link", "set", tapName, "up"]]) await run("ip", ["-n", ns, ...args]);
+        vm = await fx.engine.boot({
+          id: "tpl-n",
+          hostname: "pod-n",
+          network: {
+            tapFd,
+            nic: { name: "eth0", mac, mtu: 1400, addresses: [{ family: 4, address: "10.215.0.2", prefixLength: 24 }] },
+            routes: [{ family: 4, destination: "0.0.0.0/0", gateway: "10.215.0.1", device: "eth0" }],
+          },
+        });
+      } finally {
+        // QEMU holds its own copy.
+        closeSync(tapFd);
+      }
+      assert.equal(await bootedCold(vm), false, "the pod was restored");
+      await run("ip", ["netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "10", "10.215.0.2"]);
+      const withRawSockets = (s: OciSpec): OciSpec => ({
+        ...s,
+        process: { ...s.process!, capabilities: { bounding: ["CAP_NET_RAW"], effective: ["CAP_NET_RAW"], permitted: ["CAP_NET_RAW"] } },
+        mounts: [...(s.mounts ?? []), { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] }],
+      });
+      const script = "ping -c 1 -W 10 10.215.0.1 >/dev/null && echo reached; cat /sys/class/net/eth0/address";
+      const out = await runIn(vm, rootfsDir, "c-n", ["sh", "-c", script], withRawSockets);
+      assert.deepEqual(out.trim().split("\n"), ["reached", mac]);
+    } finally {
+      await vm?.stop();
+      await run("ip", ["netns", "del", ns]);
+    }
   });
 });
