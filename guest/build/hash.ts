@@ -3,7 +3,7 @@
  * its role (a label) and identified by the SHA-256 of its content.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { sha256File } from "../../src/common/fs.js";
 
 /** One input of the image: a file on the host or bytes made by the build. */
 export type HashInput = { readonly label: string; readonly path: string } | { readonly label: string; readonly data: string | Uint8Array };
@@ -35,15 +35,7 @@ export function combineDigests(inputs: readonly HashedInput[]): string {
 }
 
 /** SHA-256 of a file, hex. */
-export function digestFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    createReadStream(path)
-      .on("data", (chunk) => hash.update(chunk))
-      .on("error", reject)
-      .on("end", () => resolve(hash.digest("hex")));
-  });
-}
+export const digestFile = sha256File;
 
 export function digestData(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");

@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
 import { failedPrecondition } from "./errors.js";
@@ -49,4 +50,15 @@ export async function findRepoRoot(start: string): Promise<string> {
     }
     if (dirname(dir) === dir) throw failedPrecondition(`no vmpod package.json above ${start}`);
   }
+}
+
+/** SHA-256 of a file's content, hex. */
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash("sha256");
+    createReadStream(path)
+      .on("data", (chunk) => hash.update(chunk))
+      .on("error", reject)
+      .on("end", () => resolve(hash.digest("hex")));
+  });
 }

@@ -14,7 +14,7 @@ import type { Config } from "../config/types.js";
 import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { Accel, VmSpec } from "../hypervisor/spec.js";
-import { vmSpecFromConfig } from "../hypervisor/spec-from-config.js";
+import { vmSpecFromConfig, type VmRequest } from "../hypervisor/spec-from-config.js";
 import { sandboxPaths, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { quietVmObserver, type VmObserver } from "./observer.js";
 import { PodVm } from "./pod-vm.js";
@@ -80,24 +80,21 @@ export class VmEngine {
    * `incoming` and `paused`.
    */
   templateVmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal" | "network">): { paths: SandboxPaths; spec: VmSpec } {
-    const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
-    const spec = vmSpecFromConfig(this.config.hypervisor, {
-      id: request.id,
-      runDir: paths.vmDir,
-      accel: this.host.accel,
-      ...(this.host.tscKhz === undefined ? {} : { tscKhz: this.host.tscKhz }),
-      ...(request.vcpus === undefined ? {} : { vcpus: request.vcpus }),
-      ...(request.memoryMiB === undefined ? {} : { memoryMiB: request.memoryMiB }),
-      kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
-      sharedMemory: true,
-      hotplugPorts: TEMPLATE_HOTPLUG_PORTS,
-    });
-    return { paths, spec };
+    return this.specFor(request, () => ({ sharedMemory: true, hotplugPorts: TEMPLATE_HOTPLUG_PORTS }));
   }
 
   /** The VM a boot of `request` launches, and where its files go. */
   vmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal">): { paths: SandboxPaths; spec: VmSpec } {
     const network = request.network;
+    const { paths, spec } = this.specFor(request, (p) => (this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: p.sharedDir } } : {}));
+    return { paths, spec: network ? { ...spec, network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd }] } } : spec };
+  }
+
+  /** The configured VM sized for `request`, with what the caller adds for its kind of VM. */
+  private specFor(
+    request: Pick<BootRequest, "id" | "vcpus" | "memoryMiB" | "extraKernelParams">,
+    extra: (paths: SandboxPaths) => Partial<VmRequest>,
+  ): { paths: SandboxPaths; spec: VmSpec } {
     const paths = sandboxPaths(this.config.runtime.stateRoot, request.id);
     const spec = vmSpecFromConfig(this.config.hypervisor, {
       id: request.id,
@@ -107,9 +104,9 @@ export class VmEngine {
       ...(request.vcpus === undefined ? {} : { vcpus: request.vcpus }),
       ...(request.memoryMiB === undefined ? {} : { memoryMiB: request.memoryMiB }),
       kernelParams: [...this.host.guestKernelParams, ...(request.extraKernelParams ?? [])],
-      ...(this.config.hypervisor.sharedFs === "virtio-fs" ? { share: { tag: SHARED_FS_TAG, sourceDir: paths.sharedDir } } : {}),
+      ...extra(paths),
     });
-    return { paths, spec: network ? { ...spec, network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd }] } } : spec };
+    return { paths, spec };
   }
 
   /**

@@ -14,12 +14,11 @@
  * that fails, a template that is corrupt) yields no template and one log
  * line: the caller boots the VM cold.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { messageOf } from "../common/errors.js";
-import { writeFileAtomic } from "../common/fs.js";
+import { sha256File, writeFileAtomic } from "../common/fs.js";
 import type { Logger } from "../common/log.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
@@ -147,7 +146,7 @@ export class TemplateStore {
       return `state unreadable: ${messageOf(err)}`;
     }
     if (this.verified.get(key) === identity) return undefined;
-    if ((await hashFile(stateFile)) !== manifest.sha256) return "the state does not match its manifest's sha256";
+    if ((await sha256File(stateFile)) !== manifest.sha256) return "the state does not match its manifest's sha256";
     this.verified.set(key, identity);
     return undefined;
   }
@@ -173,7 +172,7 @@ export class TemplateStore {
       });
       const { size } = await stat(stateFile);
       const buildMs = Math.round(performance.now() - started);
-      const manifest: Manifest = { format: TEMPLATE_FORMAT, key, size, sha256: await hashFile(stateFile), builtAt: new Date().toISOString(), buildMs, inputs };
+      const manifest: Manifest = { format: TEMPLATE_FORMAT, key, size, sha256: await sha256File(stateFile), builtAt: new Date().toISOString(), buildMs, inputs };
       await writeFileAtomic(join(work, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
       await rm(dir, { recursive: true, force: true });
       await rename(work, dir);
@@ -243,15 +242,5 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promis
         reject(e as Error);
       },
     );
-  });
-}
-
-function hashFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    createReadStream(path)
-      .on("data", (chunk) => hash.update(chunk))
-      .on("error", reject)
-      .on("end", () => resolve(hash.digest("hex")));
   });
 }
