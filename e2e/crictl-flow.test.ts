@@ -16,6 +16,7 @@ import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.j
 import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
 import { connectSpdy, forwardOnce, runSpdyCommand } from "../test/helpers/streaming/spdy-client.js";
 import { runWsCommand } from "../test/helpers/streaming/ws-client.js";
+import { until } from "./helpers.js";
 import { startDaemon, type Daemon } from "./daemon.js";
 
 function podConfig(name: string, logDir: string, annotations: Record<string, string> = {}) {
@@ -32,16 +33,6 @@ function podConfig(name: string, logDir: string, annotations: Record<string, str
 
 function containerConfig(name: string, image: string, command: string[], extra: Record<string, unknown> = {}) {
   return { metadata: { name, attempt: 0 }, image: { image }, command, logPath: `${name}.log`, linux: { securityContext: { namespaceOptions: { pid: 1 /* CONTAINER */ } } }, ...extra };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 function code(c: number) {

@@ -15,25 +15,18 @@
  * console file. Nothing is left at the end.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { assertNothingLeft } from "../test/helpers/leaks.js";
 import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
 import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
-import { families, parseExposition, valueOf, type Sample } from "../test/unit/metrics/samples.js";
+import { families, parseExposition, valueOf, VMPOD_FAMILIES, type Sample } from "../test/unit/metrics/samples.js";
+import { podNetnses, sh, until } from "./helpers.js";
 import { startDaemon, type Daemon } from "./daemon.js";
 import { forwardIntoNetns, type Forward } from "./netns-forward.js";
-
-const exec = promisify(execFile);
-
-async function sh(cmd: string, args: string[]): Promise<string> {
-  return (await exec(cmd, args, { timeout: 60_000, maxBuffer: 64 << 20 })).stdout;
-}
 
 /** The daemon's log lines that are JSON objects. */
 function logLines(output: string): Record<string, unknown>[] {
@@ -46,39 +39,6 @@ function logLines(output: string): Record<string, unknown>[] {
     }
   });
 }
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** Pod network namespaces vmpod made (theirs start with "vmpod-"). */
-async function podNetnses(): Promise<string[]> {
-  return (await sh("ip", ["netns", "list"]))
-    .split("\n")
-    .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => n.startsWith("vmpod-"));
-}
-
-const VMPOD_FAMILIES = [
-  "vmpod_cri_requests_total",
-  "vmpod_cri_errors_total",
-  "vmpod_cri_request_duration_seconds",
-  "vmpod_pods",
-  "vmpod_containers",
-  "vmpod_vm_boot_seconds",
-  "vmpod_vm_boot_phase_seconds",
-  "vmpod_network_setup_seconds",
-  "vmpod_image_pull_seconds",
-  "vmpod_image_pull_bytes_total",
-  "vmpod_pod_qemu_resident_memory_bytes",
-  "vmpod_pod_qemu_cpu_seconds_total",
-];
 
 describe("metrics, /healthz and logs end to end (a real daemon in debug mode, VM pods with CNI)", function () {
   this.timeout(900_000);

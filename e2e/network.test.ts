@@ -8,31 +8,16 @@
  * the network survives the daemon's restart; after removal nothing is left.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
 import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
+import { podNetnses, sh } from "./helpers.js";
 import { startDaemon, type Daemon } from "./daemon.js";
 import { forwardIntoNetns, type Forward } from "./netns-forward.js";
-
-const exec = promisify(execFile);
-
-async function sh(cmd: string, args: string[]): Promise<string> {
-  return (await exec(cmd, args, { timeout: 60_000 })).stdout;
-}
-
-/** Pod network namespaces vmpod made (theirs start with "vmpod-"). */
-async function podNetnses(): Promise<string[]> {
-  return (await sh("ip", ["netns", "list"]))
-    .split("\n")
-    .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => n.startsWith("vmpod-"));
-}
 
 describe("pod networking end to end (CNI plugins, a namespace standing for the node)", function () {
   this.timeout(900_000);

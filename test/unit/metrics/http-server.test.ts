@@ -11,22 +11,7 @@ import { kindOf } from "../../../src/common/errors.js";
 import { silentLogger } from "../../../src/common/log.js";
 import { DaemonMetrics } from "../../../src/metrics/daemon-metrics.js";
 import { parseListenAddress } from "../../../src/metrics/http-server.js";
-import { families, parseExposition, valueOf } from "./samples.js";
-
-const VMPOD_FAMILIES = [
-  "vmpod_cri_requests_total",
-  "vmpod_cri_errors_total",
-  "vmpod_cri_request_duration_seconds",
-  "vmpod_pods",
-  "vmpod_containers",
-  "vmpod_vm_boot_seconds",
-  "vmpod_vm_boot_phase_seconds",
-  "vmpod_network_setup_seconds",
-  "vmpod_image_pull_seconds",
-  "vmpod_image_pull_bytes_total",
-  "vmpod_pod_qemu_resident_memory_bytes",
-  "vmpod_pod_qemu_cpu_seconds_total",
-];
+import { families, parseExposition, valueOf, VMPOD_FAMILIES } from "./samples.js";
 
 describe("metrics: the HTTP endpoint", () => {
   let ready: boolean;

@@ -46,3 +46,19 @@ export function families(text: string): Map<string, { help: string; type: string
   }
   return out;
 }
+
+/** The families vmpod serves (besides the process and Node ones). */
+export const VMPOD_FAMILIES = [
+  "vmpod_cri_requests_total",
+  "vmpod_cri_errors_total",
+  "vmpod_cri_request_duration_seconds",
+  "vmpod_pods",
+  "vmpod_containers",
+  "vmpod_vm_boot_seconds",
+  "vmpod_vm_boot_phase_seconds",
+  "vmpod_network_setup_seconds",
+  "vmpod_image_pull_seconds",
+  "vmpod_image_pull_bytes_total",
+  "vmpod_pod_qemu_resident_memory_bytes",
+  "vmpod_pod_qemu_cpu_seconds_total",
+];
