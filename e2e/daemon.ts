@@ -13,6 +13,7 @@ import { createCriClient, type CriClient } from "../src/cri/client.js";
 import { findRepoRoot } from "../src/common/fs.js";
 import { unmountTree } from "../src/common/mount.js";
 import { killProcessesMentioning } from "../src/common/processes.js";
+import { sharedTemplatesDir } from "../test/helpers/templates-dir.js";
 import { guestImage } from "../test/helpers/vm-fixture.js";
 
 export interface Daemon {
@@ -52,9 +53,11 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const logDir = join(root, "logs");
   await mkdir(logDir);
   const config = join(root, "configuration.toml");
+  // The run's daemons share their VM templates, unless the test configures its own.
+  const templatesToml = extraToml.includes("[factory]") ? "" : `[factory]\ntemplate_path = "${sharedTemplatesDir()}"\n`;
   await writeFile(
     config,
-    `[runtime]\nstate_root = "${join(root, "state")}"\n${options.runtimeToml ?? ""}\n[image]\nroot = "${join(root, "images")}"\n[cri]\nsocket = "${socket}"\n${extraToml}\n`,
+    `[runtime]\nstate_root = "${join(root, "state")}"\n${options.runtimeToml ?? ""}\n[image]\nroot = "${join(root, "images")}"\n[cri]\nsocket = "${socket}"\n${templatesToml}${extraToml}\n`,
   );
   const repo = await findRepoRoot(import.meta.dirname);
   let child: ChildProcess | undefined;

@@ -24,7 +24,9 @@ export function defaultConfig(assetDir: string): Config {
       kernel: `${assetDir}/vmlinux`,
       initrd: `${assetDir}/initrd.img`,
       image: `${assetDir}/root.erofs`,
-      machineType: "microvm",
+      // q35: pods restore from VM templates, which get their share and network
+      // card by PCI hot-plug (microvm has none); cold boots are the fallback.
+      machineType: "q35",
       kernelParams: [],
       defaultVcpus: 1,
       defaultMemory: 256,
@@ -72,7 +74,7 @@ export function defaultConfig(assetDir: string): Config {
     // beside the image store rather than in /run (tmpfs), where each saved
     // VM (about half its memory size) would take host RAM.
     factory: {
-      enableTemplate: false,
+      enableTemplate: true,
       templatePath: "/var/lib/vmpod/templates",
       vmCacheNumber: 0,
     },

@@ -141,6 +141,18 @@ export class VmEngine {
     return vm;
   }
 
+  /**
+   * Builds the template of the configured default VM shape ahead of the
+   * first pod, when templates are in use: false when there is none to use
+   * (templates off, or the build failed, logged by the store). Pods of other
+   * sizes get theirs when first asked for.
+   */
+  async warmUp(signal?: AbortSignal): Promise<boolean> {
+    if (!this.templates) return false;
+    const { spec } = this.templateVmFor({ id: "warm-up" });
+    return (await this.templates.get(spec, signal)) !== undefined;
+  }
+
   async boot(request: BootRequest): Promise<PodVm> {
     if (this.templates) {
       const vm = await this.restore(this.templates, request);

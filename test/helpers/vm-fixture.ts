@@ -14,6 +14,7 @@ import { chooseAccel, hostTscKhz } from "../../src/hypervisor/accel.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu.js";
 import { VmEngine, type HostFacts } from "../../src/sandbox/engine.js";
 import type { PodVm } from "../../src/sandbox/pod-vm.js";
+import { sharedTemplatesDir } from "./templates-dir.js";
 
 export interface VmFixture {
   readonly root: string;
@@ -43,7 +44,7 @@ export async function vmFixture(options: { configure?: (config: Config) => Confi
   const image = await guestImage();
   const root = await mkdtemp(join(tmpdir(), "vmpod-"));
   const base = defaultConfig(image.dir);
-  const config0: Config = { ...base, runtime: { ...base.runtime, stateRoot: root } };
+  const config0: Config = { ...base, runtime: { ...base.runtime, stateRoot: root }, factory: { ...base.factory, templatePath: sharedTemplatesDir() } };
   const config = options.configure ? options.configure(config0) : config0;
   const accel = await chooseAccel(config.hypervisor.accel);
   const tscKhz = await hostTscKhz();
