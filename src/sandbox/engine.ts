@@ -175,6 +175,7 @@ export class VmEngine {
         spec: { ...spec, incoming: true, paused: true, ...(network ? { network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd, hotplug: true }] } } : {}) },
         hypervisor: this.newHypervisor(),
         stateFile: template.stateFile,
+        template: template.key,
         hostname: request.hostname,
         ...(request.dns ? { dns: request.dns } : {}),
         ...(network ? { network: { nic: network.nic, routes: network.routes } } : {}),

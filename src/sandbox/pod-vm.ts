@@ -94,6 +94,8 @@ export class PodVm {
     private readonly logger: Logger,
     /** True when the pod's shared directory reaches the guest (given at boot, or added after a restore). */
     private readonly shared: boolean,
+    /** The key of the template the VM was restored from; undefined for a cold boot. */
+    readonly template?: string,
   ) {
     this.layerDisks = spec.blockHotplug ? new LayerDisks(hypervisor, logger) : undefined;
   }
@@ -179,7 +181,7 @@ export class PodVm {
     if (!isSafeId(options.id)) throw new VmpodError("InvalidArgument", `pod id ${JSON.stringify(options.id)} is not a safe name`);
     const vm = await restoreVm(options);
     options.logger.debug("pod vm restored from a template", { ...vm.timings });
-    return new PodVm(options.id, options.paths, vm.timings, vm.qemuPid, options.spec, options.hypervisor, vm.agent, vm.exited, options.logger, true);
+    return new PodVm(options.id, options.paths, vm.timings, vm.qemuPid, options.spec, options.hypervisor, vm.agent, vm.exited, options.logger, true, options.template);
   }
 
   /**
@@ -191,7 +193,7 @@ export class PodVm {
    */
   static async reattach(options: ReattachOptions): Promise<PodVm> {
     const { paths, hypervisor } = options;
-    const { spec, handle } = await loadVmRecord(paths);
+    const { spec, handle, template } = await loadVmRecord(paths);
     if (spec.runDir !== paths.vmDir) throw new VmpodError("InvalidArgument", `vm record of pod ${options.id} names run dir ${spec.runDir}, not ${paths.vmDir}`);
     // Which disks the guest holds is not kept across restarts yet.
     if (spec.blockHotplug) throw new VmpodError("Unimplemented", `pod ${options.id} takes image layers as disks, which a restarted vmpod cannot take over`);
@@ -201,7 +203,7 @@ export class PodVm {
     const agent = await connectToAgent(spec, exited, options);
     const timings: BootTimings = { prepareMs: 0, vmStartMs: 0, agentMs: performance.now() - started, sandboxMs: 0 };
     const shared = spec.sharedFs !== undefined || (handle.addedShares ?? []).some((share) => share.tag === SHARED_FS_TAG);
-    return new PodVm(options.id, paths, timings, handle.qemu.pid, spec, hypervisor, agent, exited, options.logger, shared);
+    return new PodVm(options.id, paths, timings, handle.qemu.pid, spec, hypervisor, agent, exited, options.logger, shared, template);
   }
 
   /** The agent, for calls this class does not wrap. */

@@ -33,8 +33,9 @@ export interface PodVmRestoreOptions {
    */
   readonly spec: VmSpec;
   readonly hypervisor: Hypervisor;
-  /** The template's saved state. */
+  /** The template's saved state, and its key (kept in the VM record). */
   readonly stateFile: string;
+  readonly template: string;
   readonly hostname: string;
   readonly dns?: readonly string[];
   /**
@@ -92,7 +93,7 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
     timings.prepareMs = lap();
     await hypervisor.start(signal);
     const handle = await hypervisor.handle();
-    await saveVmRecord(paths, { spec, handle });
+    await saveVmRecord(paths, { spec, handle, template: options.template });
     qemuPid = handle.qemu.pid;
     await hypervisor.restoreState(options.stateFile, { timeoutMs: RESTORE_TIMEOUT_MS, ...signal });
     await hypervisor.resume(signal);
@@ -109,7 +110,7 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
     await agent.reseedRandomDev(randomBytes(RESEED_BYTES));
     timings.agentMs = lap();
     await hypervisor.addDevice({ kind: "virtio-fs", id: RESTORED_SHARE_ID, tag: SHARED_FS_TAG, sourceDir: paths.sharedDir }, signal);
-    await saveVmRecord(paths, { spec, handle: await hypervisor.handle() });
+    await saveVmRecord(paths, { spec, handle: await hypervisor.handle(), template: options.template });
     if (options.network) await addNetwork(hypervisor, agent, spec, options.network, signal);
     await agent.createSandbox({
       sandboxId: options.id,

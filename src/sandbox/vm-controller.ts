@@ -167,7 +167,16 @@ class VmSandbox implements PodSandbox {
   }
 
   info(): Readonly<Record<string, unknown>> {
-    return { vcpus: this.size.vcpus, memoryMiB: this.size.memoryMiB, bootTimings: this.vm.timings, qemuPid: this.vm.qemuPid, stateDir: this.vm.paths.root, consoleLog: this.vm.consoleLog };
+    return {
+      vcpus: this.size.vcpus,
+      memoryMiB: this.size.memoryMiB,
+      // Restored from this template; absent for a cold boot.
+      ...(this.vm.template === undefined ? {} : { template: this.vm.template }),
+      bootTimings: this.vm.timings,
+      qemuPid: this.vm.qemuPid,
+      stateDir: this.vm.paths.root,
+      consoleLog: this.vm.consoleLog,
+    };
   }
 
   async shareMount(containerId: string, index: number, mount: SharedMount): Promise<string> {

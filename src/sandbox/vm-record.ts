@@ -17,6 +17,8 @@ const VERSION = 1;
 export interface VmRecord {
   readonly spec: VmSpec;
   readonly handle: VmHandle;
+  /** The key of the template the VM was restored from; none for a cold boot. */
+  readonly template?: string;
 }
 
 function recordPath(paths: SandboxPaths): string {
@@ -47,14 +49,14 @@ export async function loadVmRecord(paths: SandboxPaths): Promise<VmRecord> {
   } catch (err) {
     throw new VmpodError("InvalidArgument", `${path} is not JSON`, { cause: err });
   }
-  const value = parsed as { version?: unknown; spec?: unknown; handle?: { qemu?: unknown; virtiofsd?: unknown } };
+  const value = parsed as { version?: unknown; spec?: unknown; handle?: { qemu?: unknown; virtiofsd?: unknown }; template?: unknown };
   if (value.version !== VERSION) throw new VmpodError("InvalidArgument", `${path}: version ${String(value.version)}, this vmpod reads ${VERSION}`);
   if (typeof value.spec !== "object" || value.spec === null) throw new VmpodError("InvalidArgument", `${path}: no spec`);
   if (!isProcessRef(value.handle?.qemu) || (value.handle.virtiofsd !== undefined && !isProcessRef(value.handle.virtiofsd))) {
     throw new VmpodError("InvalidArgument", `${path}: no process handle`);
   }
   // The spec is validated again by the hypervisor when it adopts the VM.
-  return { spec: value.spec as VmSpec, handle: value.handle as VmHandle };
+  return { spec: value.spec as VmSpec, handle: value.handle as VmHandle, ...(typeof value.template === "string" ? { template: value.template } : {}) };
 }
 
 function isProcessRef(value: unknown): value is ProcessRef {
