@@ -90,18 +90,19 @@ describe("vm template key", () => {
 describe("[factory] configuration", () => {
   const base = defaultConfig("/guest");
 
-  it("reads enable_template, template_path and vm_cache_number, off by default", () => {
-    assert.deepEqual(base.factory, { enableTemplate: false, templatePath: "/var/lib/vmpod/templates", vmCacheNumber: 0 });
-    const { config, warnings } = parseConfig('[factory]\nenable_template = true\ntemplate_path = "/srv/t"\nvm_cache_number = 0\n', "c.toml", "/guest");
-    assert.deepEqual(config.factory, { enableTemplate: true, templatePath: "/srv/t", vmCacheNumber: 0 });
+  it("reads enable_template, template_path and vm_cache_number, on by default", () => {
+    assert.deepEqual(base.factory, { enableTemplate: true, templatePath: "/var/lib/vmpod/templates", vmCacheNumber: 0 });
+    const { config, warnings } = parseConfig('[factory]\nenable_template = false\ntemplate_path = "/srv/t"\nvm_cache_number = 0\n', "c.toml", "/guest");
+    assert.deepEqual(config.factory, { enableTemplate: false, templatePath: "/srv/t", vmCacheNumber: 0 });
     assert.deepEqual(warnings, []);
     assert.throws(() => parseConfig("[factory]\nvm_cache_number = 2\n", "c.toml", "/guest"), /vm_cache_number = 2 is out of range/);
   });
 
-  it("says why a configuration cannot use templates", () => {
-    const q35: Config = { ...base, hypervisor: { ...base.hypervisor, machineType: "q35" } };
+  it("says why a configuration cannot use templates, and the default one can", () => {
+    const q35 = base;
     assert.equal(templatesUnusable(q35), undefined);
-    assert.match(templatesUnusable(base) ?? "", /machine_type = "microvm"/);
+    const microvm: Config = { ...base, hypervisor: { ...base.hypervisor, machineType: "microvm" } };
+    assert.match(templatesUnusable(microvm) ?? "", /machine_type = "microvm"/);
     assert.match(templatesUnusable({ ...q35, hypervisor: { ...q35.hypervisor, sharedFs: "none" } }) ?? "", /shared_fs = "none"/);
     assert.match(templatesUnusable({ ...q35, hypervisor: { ...q35.hypervisor, disableBlockDeviceUse: false } }) ?? "", /disable_block_device_use/);
   });
