@@ -295,7 +295,7 @@ describe("vm spec", () => {
   });
 
   it("is built from the configuration, with the guest's kernel parameters before the configured ones", () => {
-    const config = { ...defaultConfig("/guest").hypervisor, kernelParams: ["debug"] };
+    const config = { ...defaultConfig("/guest").hypervisor, machineType: "microvm" as const, kernelParams: ["debug"] };
     const spec = vmSpecFromConfig(config, {
       id: "pod1",
       runDir: RUN,
@@ -325,7 +325,7 @@ describe("vm spec", () => {
   });
 
   it("asks for a virtio-scsi controller when image layers go to the VM as disks", () => {
-    const config = { ...defaultConfig("/guest").hypervisor, disableBlockDeviceUse: false };
+    const config = { ...defaultConfig("/guest").hypervisor, machineType: "microvm" as const, disableBlockDeviceUse: false };
     const spec = vmSpecFromConfig(config, { id: "pod1", runDir: RUN, accel: "tcg" });
     validateSpec(spec);
     assert.deepEqual(spec.blockHotplug, { driver: "virtio-scsi" });
