@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<void> }>> = {
   "pod-start": () => import("./pod-start.js"),
   "cri-latency": () => import("./cri-latency.js"),
   "pod-net": () => import("./pod-net.js"),
+  density: () => import("./density.js"),
 };
 
 async function main(): Promise<void> {
