@@ -58,8 +58,9 @@ export async function run(): Promise<void> {
     const tscKhz = accel.accel === "tcg" ? await hostTscKhz() : undefined;
     const engine = new VmEngine(config, { accel: accel.accel, ...(tscKhz === undefined ? {} : { tscKhz }), guestKernelParams: BASE_KERNEL_PARAMS }, () => new QemuHypervisor(), silentLogger);
     if (!(await engine.warmUp())) throw new Error("density: the vm template could not be built");
-    const rootfs = await makeBusyboxRootfs(join(scratch, "rootfs"));
     const start = async (id: string): Promise<PodVm> => {
+      // A root filesystem each: crun writes into it (/dev links), and pods start at once.
+      const rootfs = await makeBusyboxRootfs(join(scratch, "rootfs", id));
       const vm = await engine.boot({ id, hostname: "bench" });
       vms.push(vm);
       await vm.createContainer("c", { kind: "dir", path: rootfs }, {

@@ -4,6 +4,9 @@
  * through `exec:` to `cat`, which QEMU runs with /bin/sh. The source is
  * paused first, so the state is written in one pass; the destination is a
  * QEMU started with `-incoming defer` and `-S`, left paused once loaded.
+ * With `ignoreShared` (both ends), RAM shared with the host through a file
+ * is left out of the stream (`x-ignore-shared`): the state is the devices'
+ * alone, and the destination maps the memory the source left in its file.
  */
 import { VmpodError, invalidArgument } from "../common/errors.js";
 import { sleep } from "../common/time.js";
@@ -13,6 +16,8 @@ export interface MigrationOptions {
   /** Milliseconds the whole save or load may take. */
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
+  /** Leave file-backed shared RAM out of the stream; the same on save and on load. */
+  readonly ignoreShared?: boolean;
 }
 
 const POLL_MS = 10;
@@ -31,6 +36,7 @@ export async function saveState(qmp: QmpClient, file: string, options: Migration
   const call = callOptions(options);
   await qmp.stop(call);
   await qmp.migrateSetParameters({ "max-bandwidth": UNLIMITED_BANDWIDTH }, call);
+  if (options.ignoreShared) await ignoreSharedRam(qmp, call);
   await qmp.migrate(`exec:cat > ${shellPath(file)}`, call);
   for (;;) {
     const info = await qmp.queryMigrate(call);
@@ -50,6 +56,7 @@ export async function saveState(qmp: QmpClient, file: string, options: Migration
 export async function loadState(qmp: QmpClient, file: string, options: MigrationOptions): Promise<void> {
   const deadline = performance.now() + options.timeoutMs;
   const call = callOptions(options);
+  if (options.ignoreShared) await ignoreSharedRam(qmp, call);
   await qmp.migrateIncoming(`exec:cat ${shellPath(file)}`, call);
   for (;;) {
     const { status } = await qmp.queryStatus(call);
@@ -59,6 +66,10 @@ export async function loadState(qmp: QmpClient, file: string, options: Migration
     }
     await pause(deadline, options, `load vm state from ${file}`);
   }
+}
+
+async function ignoreSharedRam(qmp: QmpClient, call: QmpCallOptions): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] }, call);
 }
 
 function callOptions(options: MigrationOptions): QmpCallOptions {

@@ -20,6 +20,8 @@
  *   `tap` netdev on a descriptor QEMU inherits (no vhost: the hosts have no
  *   /dev/vhost-net), the card carrying the pod's MAC address; on q35 without
  *   an option ROM (the guest boots its kernel directly, never from the NIC).
+ * - Guest RAM shared with the host (virtio-fs) is a memfd, or a file when
+ *   the spec names one (templates: the file is the saved VM's memory).
  * - The serial console goes to a file; QMP to a unix socket; no display, no
  *   default devices, no user config, and QEMU exits instead of rebooting.
  *   The process is not daemonized: the supervisor owns it.
@@ -113,7 +115,9 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   add("-nodefaults", "-no-user-config", "-nographic", "-no-reboot");
   if (spec.paused) add("-S");
   if (spec.incoming) add("-incoming", "defer");
-  if (shared) {
+  if (spec.memoryFile) {
+    add("-object", opts("memory-backend-file", { id: QEMU_IDS.memory, size: `${spec.memoryMiB}M`, "mem-path": spec.memoryFile.path, share: "on" }));
+  } else if (shared) {
     add("-object", opts("memory-backend-memfd", { id: QEMU_IDS.memory, size: `${spec.memoryMiB}M`, share: "on" }));
   }
   if (microvm) add("-global", "virtio-mmio.force-legacy=false");

@@ -3,10 +3,13 @@
  * command-line builder (qemu-args.ts), the process supervisor (process.ts),
  * the QMP client (qmp.ts), virtiofsd (virtiofsd.ts), and the devices added
  * while the VM runs (hotplug.ts for virtio-fs, block-hotplug.ts for disks).
+ * A VM whose RAM is a copy of a file (a template's memory) gets the copy
+ * at prepare.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { VmpodError, failedPrecondition, kindOf, messageOf, wrap } from "../common/errors.js";
+import { run } from "../common/exec.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import { BlockHotplug } from "./block-hotplug.js";
@@ -119,6 +122,11 @@ export class QemuHypervisor implements Hypervisor {
         await rm(spec.runDir, { recursive: true, force: true });
         this.runDirCreated = false;
       });
+      const memory = spec.memoryFile;
+      if (memory?.copyOf !== undefined) {
+        undo.push("remove memory file", () => rm(memory.path, { force: true }));
+        await sparseCopy(memory.copyOf, memory.path, options.signal);
+      }
       if (spec.sharedFs && spec.virtiofsd) {
         const fs = spec.sharedFs;
         const startOptions = options.signal ? { signal: options.signal } : {};
@@ -217,7 +225,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async saveState(file: string, options: CallOptions & { readonly timeoutMs: number }): Promise<void> {
     const qmp = this.runningQmp("save vm state");
-    await saveState(qmp, file, options).catch((err: unknown) => {
+    await saveState(qmp, file, { ...options, ignoreShared: this.vmSpec?.memoryFile !== undefined }).catch((err: unknown) => {
       throw wrap("save vm state", err);
     });
   }
@@ -226,7 +234,7 @@ export class QemuHypervisor implements Hypervisor {
     const qmp = this.runningQmp("restore vm state");
     if (!this.vmSpec?.incoming) throw failedPrecondition("restore vm state: the vm was not started to take a saved state");
     try {
-      await loadState(qmp, file, options);
+      await loadState(qmp, file, { ...options, ignoreShared: this.vmSpec.memoryFile !== undefined });
     } catch (err) {
       // QEMU exits on a state it cannot load: say how, with its own words.
       const qemu = this.qemu;
@@ -366,6 +374,18 @@ export class QemuHypervisor implements Hypervisor {
       );
     }
     if (failures.length > 0) throw combine("cleanup vm", failures);
+  }
+}
+
+/**
+ * Copies a memory file leaving holes where it holds zeros, so that the
+ * guest's free pages cost the host nothing until the guest writes them.
+ */
+async function sparseCopy(from: string, to: string, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await run("cp", ["--sparse=always", "--", from, to], signal ? { signal } : {});
+  } catch (err) {
+    throw wrap(`copy memory file ${from}`, err);
   }
 }
 

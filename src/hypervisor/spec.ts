@@ -84,6 +84,23 @@ export interface NetworkSpec {
   readonly nics: readonly NicSpec[];
 }
 
+/**
+ * Guest RAM in a file (`memory-backend-file,share=on`) instead of a memfd:
+ * a VM template's memory, or a restored pod's own copy of it. Its pages are
+ * shared with the host, so virtio-fs works as with a memfd. Saving and
+ * restoring such a VM leaves its RAM out of the state stream (the migration
+ * capability `x-ignore-shared`): the file is the memory.
+ */
+export interface MemoryFileSpec {
+  /** The file QEMU maps (created when missing); removed with the run dir when it is inside it. */
+  readonly path: string;
+  /**
+   * A file prepare copies to `path` first, leaving holes where it holds
+   * zeros (a template's memory): the restored VM's RAM.
+   */
+  readonly copyOf?: string;
+}
+
 export interface KernelBoot {
   readonly kernel: string;
   readonly initrd?: string;
@@ -119,6 +136,8 @@ export interface VmSpec {
    * virtio-fs device can be added later. Implied by `sharedFs`.
    */
   readonly sharedMemory?: boolean;
+  /** Guest RAM in a file rather than a memfd (templates); implies shared memory. */
+  readonly memoryFile?: MemoryFileSpec;
   /** Disks added while the VM runs (image layers); absent, none can be. */
   readonly blockHotplug?: BlockHotplugSpec;
   /** q35 only: free PCIe root ports (hp0, hp1, ...) for hot-added devices. */
@@ -174,9 +193,9 @@ const MAX_HOTPLUG_PORTS = 32;
 /** More than a pod has any use for; each is a descriptor QEMU inherits. */
 const MAX_NICS = 8;
 
-/** True when guest RAM must be a shared memfd (virtio-fs now or later). */
+/** True when guest RAM must be shared with the host: a memfd (virtio-fs now or later) or a file. */
 export function needsSharedMemory(spec: VmSpec): boolean {
-  return spec.sharedFs !== undefined || spec.sharedMemory === true;
+  return spec.sharedFs !== undefined || spec.sharedMemory === true || spec.memoryFile !== undefined;
 }
 
 /** Checks a spec's shape and values (not the files it names); throws InvalidArgument. */
@@ -226,6 +245,13 @@ export function validateSpec(spec: VmSpec): void {
     if (driver !== "virtio-scsi" && driver !== "virtio-blk") fail(`unknown block device driver ${JSON.stringify(driver)}`);
     if (driver === "virtio-blk" && spec.machine !== "q35") fail("block devices on virtio-blk need the q35 machine (microvm has no PCI hot-plug): use virtio-scsi");
     if (driver === "virtio-blk" && (spec.hotplugPorts ?? 0) === 0) fail("block devices on virtio-blk need hotplugPorts");
+  }
+  if (spec.memoryFile) {
+    checkPath("memory file", spec.memoryFile.path, fail);
+    if (spec.memoryFile.copyOf !== undefined) {
+      checkPath("memory file's source", spec.memoryFile.copyOf, fail);
+      if (normalize(spec.memoryFile.copyOf) === normalize(spec.memoryFile.path)) fail("the memory file is its own source");
+    }
   }
   if (spec.tscKhz !== undefined && (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0)) fail(`tscKhz must be a positive integer`);
   if (spec.network) checkNetwork(spec, spec.network, fail);

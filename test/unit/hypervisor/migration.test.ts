@@ -20,6 +20,9 @@ class ScriptedQmp {
   async stop(): Promise<void> {
     this.calls.push("stop");
   }
+  async execute(command: string, args: Record<string, unknown>): Promise<void> {
+    this.calls.push(`${command} ${JSON.stringify(args)}`);
+  }
   async migrateSetParameters(params: Record<string, unknown>): Promise<void> {
     this.calls.push(`migrate-set-parameters ${JSON.stringify(params)}`);
   }
@@ -55,6 +58,16 @@ describe("vm state saved to and loaded from a file", () => {
       "query-migrate",
       "query-migrate",
     ]);
+  });
+
+  it("leaves shared file-backed RAM out of the stream on both ends when asked (x-ignore-shared), before migrating", async () => {
+    const capability = `migrate-set-capabilities {"capabilities":[{"capability":"x-ignore-shared","state":true}]}`;
+    const saving = new ScriptedQmp({ "query-migrate": [{ status: "completed" }] });
+    await saveState(qmp(saving), "/t/state", { timeoutMs: 5_000, ignoreShared: true });
+    assert.deepEqual(saving.calls, ["stop", `migrate-set-parameters {"max-bandwidth":${2 ** 40}}`, capability, "migrate exec:cat > '/t/state'", "query-migrate"]);
+    const loading = new ScriptedQmp({ "query-status": [{ status: "paused" }] });
+    await loadState(qmp(loading), "/t/state", { timeoutMs: 5_000, ignoreShared: true });
+    assert.deepEqual(loading.calls, [capability, "migrate-incoming exec:cat '/t/state'", "query-status"]);
   });
 
   it("reports a failed save with QEMU's description", async () => {

@@ -157,6 +157,27 @@ describe("qemu command line", () => {
     ]);
   });
 
+  it("puts guest RAM in the spec's memory file, shared, instead of a memfd", () => {
+    const spec: VmSpec = { ...base, machine: "q35", paused: true, incoming: true, memoryFile: { path: `${RUN}/mem,ory`, copyOf: "/tpl/memory" }, vcpus: 1, memoryMiB: 128 };
+    validateSpec(spec);
+    // prettier-ignore
+    assert.deepEqual(buildQemuArgs(spec), [
+      "-name", "vmpod-pod1",
+      "-machine", "q35,vmport=off,sata=off,memory-backend=mem",
+      "-accel", "tcg,thread=multi", "-cpu", "max",
+      "-smp", "1",
+      "-m", "128M",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+      "-S",
+      "-incoming", "defer",
+      "-object", `memory-backend-file,id=mem,size=128M,mem-path=${RUN}/mem,,ory,share=on`,
+      ...CONTROL,
+    ]);
+    const withShare = buildQemuArgs({ ...spec, ...share, machine: "microvm" });
+    assert.equal(withShare.filter((a) => a.startsWith("memory-backend")).length, 1, "one backend, the file, with a share too");
+    assert.ok(withShare.includes("microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem"));
+  });
+
   it("gives a microvm a virtio-scsi controller for disks added later, after its other devices", () => {
     const spec: VmSpec = { ...base, ...guest, blockHotplug: { driver: "virtio-scsi" } };
     validateSpec(spec);
@@ -275,6 +296,9 @@ describe("vm spec", () => {
     invalid({ ...base, sharedFs: share.sharedFs }, /virtiofsd settings/);
     invalid({ ...base, hotplugPorts: 1 }, /q35/);
     invalid({ ...base, tscKhz: -1 }, /tscKhz/);
+    invalid({ ...base, memoryFile: { path: "memory" } }, /memory file must be an absolute path/);
+    invalid({ ...base, memoryFile: { path: "/m", copyOf: "tpl/memory" } }, /memory file's source/);
+    invalid({ ...base, memoryFile: { path: "/run/p/memory", copyOf: "/run/p/../p/memory" } }, /its own source/);
     invalid({ ...base, blockHotplug: { driver: "virtio-blk" } }, /q35/);
     invalid({ ...base, machine: "q35", blockHotplug: { driver: "virtio-blk" } }, /hotplugPorts/);
     invalid({ ...base, blockHotplug: { driver: "ide" as "virtio-scsi" } }, /block device driver/);
