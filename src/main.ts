@@ -10,11 +10,13 @@
  *   vmpod config paths   where configuration.toml is looked for, and which one is in force
  *   vmpod env            what vmpod would use on this host, as TOML
  *   vmpod check          whether this host can run VM pods, and why not (exit 0: it can)
+ *   vmpod factory build|show|destroy KEY...|destroy --all
+ *                        the VM templates: build the default shape's, list them, remove them
  *   vmpod version
  *
  * Options: --config PATH (else VMPOD_CONFIG, /etc/vmpod/configuration.toml,
  * the packaged config/configuration.toml), --debug, --socket PATH (status),
- * --no-digests (env: skip the guest files' SHA-256).
+ * --no-digests (env: skip the guest files' SHA-256), --all (factory destroy).
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,21 +26,23 @@ import { parseArgs } from "node:util";
 import { messageOf, VmpodError } from "./common/errors.js";
 import { findRepoRoot } from "./common/fs.js";
 import { newId } from "./common/ids.js";
-import type { Logger } from "./common/log.js";
+import { silentLogger, type Logger } from "./common/log.js";
 import { chooseConfigFile, fileInForce, packagedConfigPath, renderConfigPaths, type ConfigChoice } from "./config/discovery.js";
 import { hostFileProblems } from "./config/host-files.js";
 import { builtInConfig, loadConfigFile, type Loaded } from "./config/load.js";
 import { runChecks, renderCheck } from "./cli/check.js";
 import { collectEnv } from "./cli/env.js";
 import { renderEnv } from "./cli/env-render.js";
+import { parseFactoryArgs, runFactory, templateUse } from "./cli/factory.js";
 import { hostProbe } from "./cli/host-probe.js";
 import { createLiveLogger } from "./cli/live-logger.js";
 import { ConfigReloader, logLevelOf } from "./cli/reload.js";
 import { createCriClient } from "./cri/client.js";
 import { runSmoke } from "./sandbox/smoke.js";
+import { defaultTemplateKey } from "./sandbox/template-admin.js";
 import { engineFor, serve } from "./serve.js";
 
-const COMMANDS = "serve, status, smoke, config paths, env, check, version";
+const COMMANDS = "serve, status, smoke, config paths, env, check, factory, version";
 
 async function packageVersion(root: string): Promise<string> {
   return (JSON.parse(await readFile(join(root, "package.json"), "utf8")) as { version: string }).version;
@@ -85,6 +89,27 @@ async function refuseMissingFiles(loaded: Loaded, logger: Logger): Promise<boole
   return problems.length > 0;
 }
 
+/**
+ * `vmpod factory ...`. Only build logs (to stderr, as the daemon would):
+ * it makes a VM, through the daemon's own engine. SIGINT or SIGTERM stops
+ * the build and its VM before exiting.
+ */
+async function factory(args: readonly string[], all: boolean, loaded: Loaded, debug: boolean): Promise<number> {
+  const command = parseFactoryArgs(args, all);
+  if ("usage" in command) {
+    process.stderr.write(`vmpod: factory: ${command.usage}\n`);
+    return 2;
+  }
+  const { config } = loaded;
+  const building = command.sub === "build";
+  const logger = building ? createLiveLogger({ level: logLevelOf(config, debug) }).logger : silentLogger;
+  for (const w of loaded.warnings) logger.warn(w);
+  if (building && templateUse(config).inUse && (await refuseMissingFiles(loaded, logger))) return 1;
+  const interrupted = new AbortController();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => interrupted.abort(new VmpodError("Canceled", `interrupted by ${sig}`)));
+  return runFactory(command, { config, engine: () => engineFor(config, logger), out: (text) => process.stdout.write(text), signal: interrupted.signal });
+}
+
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
@@ -93,6 +118,7 @@ async function main(): Promise<number> {
       debug: { type: "boolean", default: false },
       socket: { type: "string" },
       "no-digests": { type: "boolean", default: false },
+      all: { type: "boolean", default: false },
     },
   });
   const command = positionals[0] ?? "serve";
@@ -115,10 +141,13 @@ async function main(): Promise<number> {
       return check(choice, assetDir);
     case "env": {
       const loaded = await loadChosen(choice, assetDir);
-      const facts = await collectEnv({ loaded, choice, vmpodVersion: await packageVersion(root), digests: !values["no-digests"] }, hostProbe());
+      const templateKey = async () => defaultTemplateKey(await engineFor(loaded.config, silentLogger));
+      const facts = await collectEnv({ loaded, choice, vmpodVersion: await packageVersion(root), digests: !values["no-digests"], templateKey }, hostProbe());
       process.stdout.write(renderEnv(facts));
       return 0;
     }
+    case "factory":
+      return factory(positionals.slice(1), values.all, await loadChosen(choice, assetDir), values.debug);
     case "serve":
     case "status":
     case "smoke":

@@ -1,11 +1,12 @@
 /**
  * `vmpod env`'s output: the collected facts as a TOML document, one table a
  * subject (runtime, hypervisor, kernel, initrd, image, guest_build, agent,
- * network, image_store, metrics, host), in the manner of Kata's kata-env.
+ * network, image_store, metrics, factory, host), in the manner of Kata's kata-env.
  * Facts that are unknown are left out (TOML has no null).
  */
 import { stringify } from "smol-toml";
 import type { AssetFacts, EnvFacts } from "./env.js";
+import type { FactoryFacts } from "./factory.js";
 
 /** Bumped when a key of the output changes meaning or goes away. */
 export const ENV_FORMAT_VERSION = 1;
@@ -77,6 +78,7 @@ export function renderEnv(facts: EnvFacts): string {
     },
     image_store: { root: facts.imageStore.root, platform: facts.imageStore.platform, sandbox_image: facts.imageStore.sandboxImage },
     metrics: { enable: facts.metrics.enable, address: facts.metrics.address },
+    factory: factory(facts.factory),
     host: {
       kernel: host.kernel,
       architecture: host.architecture,
@@ -89,6 +91,20 @@ export function renderEnv(facts: EnvFacts): string {
     },
   };
   return `# vmpod env: what vmpod would use on this host\n\n${stringify(doc)}\n`;
+}
+
+function factory(f: FactoryFacts): Record<string, unknown> {
+  return {
+    enable_template: f.enableTemplate,
+    in_use: f.inUse,
+    reason: f.reason,
+    template_path: f.templatePath,
+    vm_cache_number: f.vmCacheNumber,
+    current_key: f.currentKey,
+    current_key_error: f.currentKeyError,
+    templates: f.templates,
+    current_built: f.currentBuilt,
+  };
 }
 
 function asset(a: AssetFacts): Record<string, unknown> {

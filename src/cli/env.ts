@@ -3,8 +3,9 @@
  * configuration, collected here (through a HostProbe) and rendered as TOML
  * by env-render.ts: vmpod's version and configuration file, QEMU and the
  * acceleration it would get, the guest's kernel, initrd and root image with
- * their digests and guest build, the agent, the shared filesystem, CNI, and
- * the host (kernel, architecture, cgroups, CPU).
+ * their digests and guest build, the agent, the shared filesystem, CNI, VM
+ * templates (in use or why not, the default shape's key, what is built),
+ * and the host (kernel, architecture, cgroups, CPU).
  */
 import { dirname, join } from "node:path";
 import { AGENT_VERSION } from "../../guest/agent/services.js";
@@ -14,6 +15,8 @@ import { messageOf } from "../common/errors.js";
 import type { ConfigChoice } from "../config/discovery.js";
 import type { Loaded } from "../config/load.js";
 import type { HandlerConfig } from "../config/types.js";
+import type { TemplateKey } from "../sandbox/template-key.js";
+import { factoryFacts, type FactoryFacts } from "./factory.js";
 import type { CgroupFacts, CniFacts, HostFacts, HostProbe, KvmFacts } from "./host-probe.js";
 
 export interface AssetFacts {
@@ -78,6 +81,7 @@ export interface EnvFacts {
   };
   readonly imageStore: { readonly root: string; readonly platform: string; readonly sandboxImage: string };
   readonly metrics: { readonly enable: boolean; readonly address: string };
+  readonly factory: FactoryFacts;
   readonly host: HostFacts & { readonly cgroups: CgroupFacts };
 }
 
@@ -87,6 +91,8 @@ export interface EnvInputs {
   readonly vmpodVersion: string;
   /** Digest the kernel, initrd and root image (reads ~170 MB with the default guest). */
   readonly digests?: boolean;
+  /** The key of the default VM shape's template (it needs the host's acceleration); without it none is shown. */
+  readonly templateKey?: () => Promise<TemplateKey>;
 }
 
 export async function collectEnv(inputs: EnvInputs, probe: HostProbe): Promise<EnvFacts> {
@@ -109,7 +115,7 @@ export async function collectEnv(inputs: EnvInputs, probe: HostProbe): Promise<E
     handlers[name] = h.type === "oci" ? { ...h, present: (await probe.files.problemWith(h.runtimePath, "executable")) === undefined } : h;
   }
   const virtioFsDaemonPresent = hv.sharedFs === "virtio-fs" && (await probe.files.problemWith(hv.virtioFsDaemon, "executable")) === undefined;
-  const [qemuVersion, kernel, initrd, image, guestBuild, cni, host, cgroups, kvm] = await Promise.all([
+  const [qemuVersion, kernel, initrd, image, guestBuild, cni, host, cgroups, kvm, factory] = await Promise.all([
     version(hv.path),
     asset(hv.kernel),
     asset(hv.initrd),
@@ -119,6 +125,7 @@ export async function collectEnv(inputs: EnvInputs, probe: HostProbe): Promise<E
     probe.host(),
     probe.cgroups(),
     probe.kvm(),
+    factoryFacts(config, inputs.templateKey),
   ]);
   const inForce = inputs.choice.inForce;
   return {
@@ -165,6 +172,7 @@ export async function collectEnv(inputs: EnvInputs, probe: HostProbe): Promise<E
     },
     imageStore: { root: config.image.root, platform: config.image.platform, sandboxImage: config.image.sandboxImage },
     metrics: config.metrics,
+    factory,
     host: { ...host, cgroups },
   };
 }

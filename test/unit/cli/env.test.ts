@@ -116,6 +116,7 @@ describe("vmpod env", () => {
       network: { confDir: "/etc/cni/net.d", binDirs: ["/usr/lib/cni"], cacheDir: "/var/lib/vmpod/cni", interNetworkingModel: "tcfilter", cni: { plugins: [], missingPlugins: [], pluginBinaries: 0 } },
       imageStore: { root: "/var/lib/vmpod/image", platform: "linux/amd64", sandboxImage: "registry.k8s.io/pause:3.10" },
       metrics: { enable: false, address: "127.0.0.1:8090" },
+      factory: { enableTemplate: true, inUse: false, reason: 'machine_type = "microvm": needs q35', templatePath: "/var/lib/vmpod/templates", vmCacheNumber: 0, templates: 0 },
       host: { kernel: "6.1", architecture: "x86_64", cpuModel: "CPU", cpus: 2, memoryBytes: 2 * 1024 ** 3, isRoot: true, cgroups: { version: "hybrid", controllers: [] } },
     };
     const text = renderEnv(facts);
@@ -128,5 +129,6 @@ describe("vmpod env", () => {
     assert.equal(doc.runtime?.config_origin, "built-in defaults");
     assert.deepEqual(doc.metrics, { enable: false, address: "127.0.0.1:8090" });
     assert.equal(doc.host?.memory_mib, 2048);
+    assert.deepEqual(doc.factory, { enable_template: true, in_use: false, reason: 'machine_type = "microvm": needs q35', template_path: "/var/lib/vmpod/templates", vm_cache_number: 0, templates: 0 });
   });
 });
