@@ -6,6 +6,7 @@
  * observer (metrics, the debug copy of its console).
  */
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { kindOf, messageOf } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { unmountTree } from "../common/mount.js";
@@ -47,6 +48,8 @@ export interface BootRequest {
 
 /** Free PCIe root ports in a template VM: the pod's share, and its network card. */
 const TEMPLATE_HOTPLUG_PORTS = 2;
+/** A restored VM's copy of its template's memory, in its run dir (removed with it). */
+const TEMPLATE_MEMORY_FILE = "memory";
 
 export class VmEngine {
   /** The VM templates, when `[factory] enable_template` is on and the configuration allows them. */
@@ -75,12 +78,14 @@ export class VmEngine {
 
   /**
    * The template-shaped VM for `request`: its vCPUs, memory and kernel
-   * parameters, shared memory and free hot-plug ports, no share and no
-   * network card. Booting, as the template is built; restoring adds
+   * parameters, guest RAM in a file of its run dir and free hot-plug
+   * ports, no share and no network card. Booting, as the template is built; restoring adds
    * `incoming` and `paused`.
    */
   templateVmFor(request: Omit<BootRequest, "hostname" | "dns" | "signal" | "network">): { paths: SandboxPaths; spec: VmSpec } {
-    return this.specFor(request, () => ({ sharedMemory: true, hotplugPorts: TEMPLATE_HOTPLUG_PORTS }));
+    const { paths, spec } = this.specFor(request, () => ({ sharedMemory: true, hotplugPorts: TEMPLATE_HOTPLUG_PORTS }));
+    // Guest RAM in a file: the template's is saved as it is, and a restored pod maps its own sparse copy.
+    return { paths, spec: { ...spec, memoryFile: { path: join(paths.vmDir, TEMPLATE_MEMORY_FILE) } } };
   }
 
   /** The VM a boot of `request` launches, and where its files go. */
@@ -150,7 +155,7 @@ export class VmEngine {
   async warmUp(signal?: AbortSignal): Promise<boolean> {
     if (!this.templates) return false;
     const { spec } = this.templateVmFor({ id: "warm-up" });
-    return (await this.templates.get(spec, signal)) !== undefined;
+    return (await this.templates.ensure(spec, signal)) !== undefined;
   }
 
   async boot(request: BootRequest): Promise<PodVm> {
@@ -172,7 +177,13 @@ export class VmEngine {
         id: request.id,
         paths,
         // The tap's backend on the command line; the card is added once the VM runs.
-        spec: { ...spec, incoming: true, paused: true, ...(network ? { network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd, hotplug: true }] } } : {}) },
+        spec: {
+          ...spec,
+          incoming: true,
+          paused: true,
+          ...(spec.memoryFile ? { memoryFile: { ...spec.memoryFile, copyOf: template.memoryFile } } : {}),
+          ...(network ? { network: { nics: [{ id: "net0", mac: network.nic.mac, tapFd: network.tapFd, hotplug: true }] } } : {}),
+        },
         hypervisor: this.newHypervisor(),
         stateFile: template.stateFile,
         template: template.key,

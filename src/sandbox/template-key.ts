@@ -2,9 +2,9 @@
  * The key of a VM template: a hash of everything that shapes the saved VM,
  * so that a template is used only by VMs launched exactly as it was. It
  * covers the QEMU command line the builder makes from the template's spec
- * (machine, memory, vCPUs, acceleration, kernel parameters, hot-plug ports,
- * the builder's own choices), with the paths of the VM's own files replaced
- * by fixed ones, and the identity of the files it reads (QEMU, kernel,
+ * (machine, memory and its backend, vCPUs, acceleration, kernel parameters,
+ * hot-plug ports, the builder's own choices), with the paths of the VM's own
+ * files (its memory file too) replaced by fixed ones, and the identity of the files it reads (QEMU, kernel,
  * initramfs, root image): path, size, modification time and inode, so that
  * a rebuilt or touched guest image makes a new key without hashing the
  * images at every pod start.
@@ -16,7 +16,7 @@ import { buildQemuArgs } from "../hypervisor/qemu-args.js";
 import { vmPaths, type VmSpec } from "../hypervisor/spec.js";
 
 /** Bumped when what a template holds or how it is restored changes. */
-export const TEMPLATE_FORMAT = 1;
+export const TEMPLATE_FORMAT = 2;
 
 /** The run directory the key is computed with, standing for any VM's. */
 const CANONICAL_RUN_DIR = "/vmpod-template";
@@ -31,6 +31,7 @@ export function canonicalSpec(spec: VmSpec): VmSpec {
     qmpSocket: paths.qmpSocket,
     consoleLog: paths.consoleLog,
     ...(spec.agent ? { agent: { ...spec.agent, socketPath: paths.agentSocket } } : {}),
+    ...(spec.memoryFile ? { memoryFile: { path: `${CANONICAL_RUN_DIR}/memory` } } : {}),
   };
 }
 

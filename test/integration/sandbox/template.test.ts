@@ -1,18 +1,22 @@
 /**
  * VM templates under real QEMU (TCG here): pods restored from one template
  * built once for concurrent starts run containers, each with its own
- * hostname, a clock set to the host's and random bytes of its own; a
- * restored pod is taken over by a restarted engine; a corrupt template
- * (found by its checksum, or refused by QEMU) means a cold boot; a changed kernel parameter means a new template; and
+ * hostname, a clock set to the host's and random bytes of its own, and
+ * guest RAM in a sparse copy of the template's memory that goes with the
+ * pod; a restored pod is taken over by a restarted engine; a corrupt
+ * template (found by its checksum, or refused by QEMU) means a cold boot; a
+ * pod asking for a template not built boots cold while it is built in the
+ * background; an aborted warm-up or a closed store stops its build's VM; and
  * nothing is left behind.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync } from "node:fs";
-import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { access, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../../src/common/exec.js";
+import { sleep } from "../../../src/common/time.js";
 import type { OciProcess, OciSpec } from "../../../src/common/oci-spec.js";
 import type { Config } from "../../../src/config/types.js";
 import { QemuHypervisor } from "../../../src/hypervisor/qemu.js";
@@ -61,6 +65,28 @@ async function runIn(vm: PodVm, rootfs: string, id: string, args: string[], adju
   return out;
 }
 
+/** Whether `path` exists. */
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Waits until a template build's work directory appears in `dir`; its path. */
+async function buildStarted(dir: string): Promise<string> {
+  for (;;) {
+    const work = (await readdir(dir).catch(() => [] as string[])).find((n) => n.includes(".tmp-"));
+    if (work) return join(dir, work);
+    await sleep(20);
+  }
+}
+
+/** Waits until a process names `marker` on its command line (the template VM of a build). */
+async function processStarted(marker: string): Promise<void> {
+  while ((await processesMentioning(marker)).length === 0) await sleep(20);
+}
+
 /** True when the VM's console shows the firmware starting (a cold boot), false for a restored VM. */
 async function bootedCold(vm: PodVm): Promise<boolean> {
   return (await readFile(vm.consoleLog, "utf8")).includes("SeaBIOS");
@@ -91,11 +117,14 @@ describe("VM templates (real QEMU)", function () {
     if (fx) await assertNothingLeft(fx.root);
   });
 
-  it("builds one template for two pods started at once; each runs containers with its own hostname, the host's clock and its own random bytes", async () => {
+  it("builds one template for the warm-up and two pods started while it builds; each runs containers with its own hostname, the host's clock and its own random bytes", async () => {
     const store = fx.engine.templates;
     assert.ok(store, "templates are in use with q35 and virtio-fs");
+    const warm = fx.engine.warmUp();
+    await buildStarted(templateDir);
     const [a, b] = await Promise.all([fx.boot("tpl-a", { hostname: "pod-a" }), fx.boot("tpl-b", { hostname: "pod-b" })]);
-    assert.equal(store.builds, 1, "one build for both pods");
+    assert.equal(await warm, true);
+    assert.equal(store.builds, 1, "one build for the warm-up and both pods");
     assert.equal(await bootedCold(a), false, "pod a was restored, not booted");
     assert.equal(await bootedCold(b), false, "pod b was restored, not booted");
     const script = "hostname; date +%s; head -c 16 /dev/urandom | od -An -tx1; cat /proc/mounts | grep -c virtiofs";
@@ -113,6 +142,14 @@ describe("VM templates (real QEMU)", function () {
     assert.equal(outs[1]?.[0], "pod-b");
     assert.notEqual(outs[0]?.[2], outs[1]?.[2], "random bytes differ between pods");
     assert.match(outs[0]?.[2] ?? "", /^( [0-9a-f]{2}){16}$/);
+    // Guest RAM: each pod's own copy of the template's memory, its zero pages holes.
+    const memory = join(a.paths.vmDir, "memory");
+    const st = await stat(memory);
+    assert.equal(st.size, fx.config.hypervisor.defaultMemory * 2 ** 20);
+    assert.ok(st.blocks * 512 < st.size, `the memory copy is sparse (${st.blocks * 512} of ${st.size} bytes allocated)`);
+    await a.stop();
+    assert.equal(await exists(memory), false, "the pod's memory copy is removed with it");
+    assert.equal(await exists(join(b.paths.vmDir, "memory")), true);
   });
 
   it("hands a restored pod to a restarted engine, which runs containers in it and stops it with its share's daemon", async () => {
@@ -136,6 +173,7 @@ describe("VM templates (real QEMU)", function () {
     await again.stop();
     await vm.exited;
     assert.deepEqual(await processesMentioning(vm.paths.root), [], "QEMU and both virtiofsd are gone");
+    assert.equal(await exists(vm.paths.root), false, "its directory and memory copy are removed");
   });
 
   it("boots cold when the template's state is corrupt, and drops that template", async () => {
@@ -155,16 +193,22 @@ describe("VM templates (real QEMU)", function () {
     assert.deepEqual(await readdir(templateDir), [], "the corrupt template is removed");
   });
 
-  it("builds a new template when what shapes the VM changes (a kernel parameter)", async () => {
+  it("boots a pod cold when its template is not built, building it in the background; a new shape (a kernel parameter) is a new template", async () => {
     const store = fx.engine.templates!;
     const builds = store.builds;
+    assert.equal(await fx.engine.warmUp(), true, "the default shape's template, dropped above, is built again");
     const first = await fx.boot("tpl-k1", { hostname: "k1" });
-    const second = await fx.boot("tpl-k2", { hostname: "k2", extraKernelParams: ["vmpod.test_key=1"] });
-    assert.equal(store.builds, builds + 2, "one template per kernel command line");
     assert.equal(await bootedCold(first), false);
-    assert.equal(await bootedCold(second), false);
+    const params = ["vmpod.test_key=1"];
+    const second = await fx.boot("tpl-k2", { hostname: "k2", extraKernelParams: params });
+    assert.equal(await bootedCold(second), true, "the pod did not wait for its template");
+    assert.equal((await runIn(second, rootfsDir, "c-k2", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
+    assert.ok(await store.ensure(fx.engine.templateVmFor({ id: "tpl-k3", extraKernelParams: params }).spec), "the background build ends with a template");
+    const third = await fx.boot("tpl-k3", { hostname: "k3", extraKernelParams: params });
+    assert.equal(await bootedCold(third), false);
+    assert.equal(store.builds, builds + 2, "one template per kernel command line, each built once");
     assert.equal((await readdir(templateDir)).length, 2, "templates of both shapes are kept");
-    assert.equal((await runIn(second, rootfsDir, "c-k", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
+    assert.equal((await runIn(third, rootfsDir, "c-k3", ["cat", "/proc/cmdline"])).includes("vmpod.test_key=1"), true);
   });
 
   it("boots cold when QEMU refuses a template's state (its manifest matching), and drops that template", async () => {
@@ -182,16 +226,41 @@ describe("VM templates (real QEMU)", function () {
       await handle.close();
     }
     const manifestPath = join(templateDir, key, "manifest.json");
-    const manifest = JSON.parse(await readFile(manifestPath, "utf8")) as { sha256: string };
-    manifest.sha256 = createHash("sha256").update(await readFile(state)).digest("hex");
+    const manifest = JSON.parse(await readFile(manifestPath, "utf8")) as { state: { sha256: string } };
+    manifest.state.sha256 = createHash("sha256").update(await readFile(state)).digest("hex");
     await writeFile(manifestPath, JSON.stringify(manifest));
     const vm = await fx.boot("tpl-q", { hostname: "pod-q" });
     assert.equal(await bootedCold(vm), true, "the pod booted cold");
     assert.equal((await runIn(vm, rootfsDir, "c-q", ["hostname"])).trim(), "pod-q");
     assert.ok(!(await readdir(templateDir)).includes(key), "the refused template is removed");
+    assert.equal(await exists(join(vm.paths.vmDir, "memory")), false, "the failed restore's memory copy is removed (the cold VM's RAM is a memfd)");
+  });
+
+  it("stops a template build, its VM and its work directory, when the warm-up is aborted or the store closes", async () => {
+    for (const how of ["abort", "close"] as const) {
+      const dir = join(fx.config.runtime.stateRoot, `templates-${how}`);
+      const config: Config = { ...fx.config, factory: { ...fx.config.factory, templatePath: dir } };
+      const engine = new VmEngine(config, fx.host, () => new QemuHypervisor(), fx.logger);
+      const aborter = new AbortController();
+      const warm = engine.warmUp(how === "abort" ? aborter.signal : undefined);
+      const work = await buildStarted(dir);
+      await processStarted(work);
+      if (how === "abort") {
+        aborter.abort(new Error("the daemon stops"));
+        await assert.rejects(warm, /the daemon stops/);
+      } else {
+        await engine.templates!.close();
+        assert.equal(await warm, false);
+      }
+      assert.deepEqual(await processesMentioning(work), [], `${how}: the template VM is gone`);
+      assert.deepEqual(await readdir(dir), [], `${how}: the work directory is removed`);
+      assert.equal(engine.templates!.builds, 0);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("gives a restored pod its network card, addresses and routes: it answers pings from its network's side and reaches it", async () => {
+    assert.equal(await fx.engine.warmUp(), true, "the default shape's template, dropped above, is built again");
     const tag = randomBytes(3).toString("hex");
     const ns = `vmpod-tn-${tag}`;
     const tapName = `tnt${tag}`;
