@@ -3,12 +3,16 @@
  * runtime handlers, the pod manager, the streaming and CRI servers, the
  * metrics endpoint), serving until SIGINT or SIGTERM. Pods outlive it.
  *
+ * Once serving, it builds the default VM shape's template in the
+ * background (a pod started meanwhile waits for the same build), and stops
+ * that build at shutdown.
+ *
  * Each layer logs with a `component` field; in debug mode
  * (`runtime.enable_debug`) every pod VM's console is copied into the log.
  */
 import { BASE_KERNEL_PARAMS } from "../guest/build/kernel-params.js";
 import { join } from "node:path";
-import { messageOf } from "./common/errors.js";
+import { messageOf, VmpodError } from "./common/errors.js";
 import type { Logger } from "./common/log.js";
 import type { Config } from "./config/types.js";
 import { createCriServer } from "./cri/server.js";
@@ -28,6 +32,7 @@ import type { VmObserver } from "./sandbox/observer.js";
 import { PodManager } from "./sandbox/pod-manager.js";
 import { RuncController } from "./sandbox/runc/controller.js";
 import { specBuilder } from "./sandbox/spec-from-request.js";
+import { defaultTemplateKey, stopBuildsOf } from "./sandbox/template-admin.js";
 import { VmController } from "./sandbox/vm-controller.js";
 
 export async function engineFor(config: Config, logger: Logger, observer?: VmObserver): Promise<VmEngine> {
@@ -101,17 +106,65 @@ export async function serve(
   await cri.start();
   criReady = true;
   logger.info("serving CRI", { socket: config.cri.socket, handlers: runtime.handlers, version });
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve(sig));
   });
+  // Started once the signals are ours, so that a stop can always end the build's VM.
+  const warmUp = warmUpInBackground(engine, config.factory.templatePath, sandboxLogger.child({ component: "templates" }));
+  const signal = await stopRequested;
   logger.info("shutting down; pods keep running", { signal });
   criReady = false;
+  const warmUpStopped = warmUp.stop();
   await cri.close();
   await streaming.close();
   await consoles.close();
   await images.close();
   await metrics?.close();
+  await warmUpStopped;
   return 0;
+}
+
+/**
+ * Builds the template of the configured default VM shape while the daemon
+ * serves, so that pods find it built (a pod asking meanwhile joins the
+ * build). `stop` aborts it at shutdown and ends its VM: a
+ * template VM never outlives the daemon, unlike pods.
+ */
+function warmUpInBackground(engine: VmEngine, templatePath: string, logger: Logger): { stop(): Promise<void> } {
+  if (!engine.templates) return { stop: () => Promise.resolve() };
+  const abort = new AbortController();
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
+  let finished = false;
+  const done = (async () => {
+    const { key } = await defaultTemplateKey(engine);
+    logger.info("default vm template: building or checking it", { template: key });
+    abort.signal.throwIfAborted();
+    if (await engine.warmUp(abort.signal)) logger.info("default vm template ready", { template: key, ms: ms() });
+    else logger.warn("no default vm template: pods boot cold until one is built (the reason is logged above)", { template: key, ms: ms() });
+  })()
+    .catch((err: unknown) => {
+      if (abort.signal.aborted) logger.info("default vm template: build stopped by the shutdown", { ms: ms() });
+      else logger.warn("default vm template: build failed; pods boot cold", { err: messageOf(err), ms: ms() });
+    })
+    .finally(() => (finished = true));
+  return {
+    async stop() {
+      const underWay = !finished;
+      abort.abort(new VmpodError("Canceled", "the daemon is shutting down"));
+      await done;
+      // A build may outlive its caller's signal (and pods may have started
+      // builds of other shapes): end their VMs here. A build the store
+      // began just as the signal fired has its directory a moment later:
+      // look twice then.
+      const stopped = await stopBuildsOf(templatePath, process.pid);
+      if (underWay) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        stopped.push(...(await stopBuildsOf(templatePath, process.pid)));
+      }
+      if (stopped.length > 0) logger.info("stopped vm template builds at shutdown", { builds: stopped });
+    },
+  };
 }
 
 /**
