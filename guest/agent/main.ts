@@ -40,7 +40,14 @@ async function main(): Promise<void> {
   const server = new TtrpcServer({ onError: (method, err) => log.error("handler failed", { method, err }) });
   registerAgentServices(server, agent);
 
+  // While the channel's driver loads: once the host is answered, a VM saved as a template has this done.
+  const warmStart = performance.now();
+  const warmed = agent.warmUp().then(
+    () => log.info("agent warmed up", { ms: Math.round(performance.now() - warmStart) }),
+    (err: unknown) => log.warn("agent warm-up failed; the first sandbox sets up again", { err }),
+  );
   const transport = await openTransport(options, log);
+  await warmed;
   await transport.start((stream) => {
     stream.on("error", (err) => log.debug("channel error", { err }));
     void server.serve(stream);

@@ -47,6 +47,13 @@ export interface MountLibc {
 
 const MNT_DETACH = 2;
 const MOUNT_RETRY_MS = 5000;
+/**
+ * Between tries of a virtio-fs mount. A share hot-added to a restored VM
+ * appears a fraction of a second after the call (the 6.1 kernel tells
+ * nothing when it does); a failed mount costs one system call, so the guest
+ * tries often rather than backing off past the moment the device is there.
+ */
+const MOUNT_POLL_MS = 10;
 const MODULES_READY_WAIT_MS = 10_000;
 const DEVICE_WAIT_MS = 10_000;
 
@@ -74,6 +81,8 @@ export interface StorageRegistryOptions {
   /** A file the guest's init makes once the modules loaded in the background are in (virtiofs, overlay, SCSI). */
   readonly modulesReady?: string;
   readonly mountRetryMs?: number;
+  /** Waits between mount tries (tests record them); default: a timer. */
+  readonly pause?: (ms: number) => Promise<void>;
   /** Where overlays' upper and work directories go (a tmpfs); one directory per overlay storage. */
   readonly scratchDir?: string;
   /** How long a "scsi" storage waits for its disk to appear. */
@@ -214,7 +223,7 @@ export class StorageRegistry {
     const { flags, data } = parseMountOptions(s.options);
     const retryMs = this.options.mountRetryMs ?? MOUNT_RETRY_MS;
     const deadline = Date.now() + retryMs;
-    let delay = 20;
+    const pause = this.options.pause ?? sleep;
     for (;;) {
       try {
         this.libc.mount(s.source, s.mountPoint, s.fstype || "virtiofs", flags, data);
@@ -223,8 +232,7 @@ export class StorageRegistry {
         if (Date.now() >= deadline) {
           throw new VmpodError("Unavailable", `mount virtio-fs ${s.source} on ${s.mountPoint} (tried for ${retryMs} ms)`, { cause: err });
         }
-        await sleep(delay);
-        delay = Math.min(delay * 2, 250);
+        await pause(MOUNT_POLL_MS);
       }
     }
   }

@@ -29,7 +29,8 @@ export interface ByteDevice {
 
 const READ_CHUNK = 64 * 1024;
 const IDLE_POLL_MIN_MS = 5;
-const IDLE_POLL_MAX_MS = 50;
+/** Short: a VM restored from a template finds its host gone and must see it back at once. */
+const IDLE_POLL_MAX_MS = 10;
 /** virtio_console may still be loading when the agent starts (under TCG, seconds). */
 const PORT_WAIT_MS = 30_000;
 

@@ -1,16 +1,17 @@
 /**
  * A pod's VM restored from a template: QEMU launched with the template's
  * devices and `-incoming defer`, the saved state loaded, the vCPUs run;
- * then made the pod's own through the agent: the clock set to now, the
- * guest's random pool reseeded from the host's, the pod's shared directory
- * added (a virtio-fs device on a free PCIe root port, which the guest
- * mounts as it appears), and the sandbox created with the pod's hostname
- * and DNS. The VM record is written once QEMU runs and again with the
- * share, so that a restarted vmpod takes the VM over as any other.
+ * then made the pod's own: while the agent is reached, given the clock and
+ * a reseeded random pool, the pod's shared directory (a virtio-fs device on
+ * a free PCIe root port, which the guest mounts as it appears) and network
+ * card are added; then the network configured and the sandbox created with
+ * the pod's hostname, DNS and share. The VM record is written once QEMU
+ * runs and again with the share, so that a restarted vmpod takes the VM
+ * over as any other.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
-import { VmpodError, kindOf, wrap } from "../common/errors.js";
+import { VmpodError, kindOf, messageOf, wrap } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { makeSharedMountPoint, unmountTree } from "../common/mount.js";
 import { Rollback } from "../common/rollback.js";
@@ -64,7 +65,7 @@ const RESTORE_TIMEOUT_MS = 60_000;
 const RESEED_BYTES = 512;
 /** How long the guest gets to find a network card just added. */
 const NIC_APPEAR_MS = 10_000;
-const NIC_POLL_MS = 50;
+const NIC_POLL_MS = 10;
 /** How long a failed restore waits to see whether QEMU is exiting. */
 const EXIT_GRACE_MS = 1_000;
 
@@ -73,7 +74,10 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
   if (!spec.incoming) throw new VmpodError("InvalidArgument", "restore vm: the spec does not take a saved state");
   const signal = options.signal ? { signal: options.signal } : {};
   const timings = { prepareMs: 0, vmStartMs: 0, agentMs: 0, sandboxMs: 0 };
-  let t = performance.now();
+  const started = performance.now();
+  const steps: Record<string, number> = {};
+  const mark = (step: string) => (steps[step] = Math.round(performance.now() - started));
+  let t = started;
   const lap = () => {
     const now = performance.now();
     const ms = now - t;
@@ -92,26 +96,34 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
     await hypervisor.prepare(spec, signal);
     timings.prepareMs = lap();
     await hypervisor.start(signal);
+    mark("qmp");
     const handle = await hypervisor.handle();
     await saveVmRecord(paths, { spec, handle, template: options.template });
     qemuPid = handle.qemu.pid;
+    mark("record");
     await hypervisor.restoreState(options.stateFile, { timeoutMs: RESTORE_TIMEOUT_MS, ...signal });
+    mark("loaded");
     await hypervisor.resume(signal);
+    mark("cont");
     timings.vmStartMs = lap();
   } catch (err) {
     throw wrap("restore vm", err);
   }
   const exited = hypervisor.wait();
   try {
-    const agent = await connectToAgent(spec, exited, options);
-    undo.push("close agent", () => agent.close());
-    // Before anything else runs in the guest: its clock stopped when the template was saved, and its random state is every restored VM's.
-    await agent.setGuestDateTime(new Date());
-    await agent.reseedRandomDev(randomBytes(RESEED_BYTES));
+    // The pod's devices are added while the agent is reached: nothing of the pod uses them before the sandbox is created.
+    const devices = addDevices(hypervisor, spec, options, signal).then(() => mark("devices"));
+    const reached = reachAgent(spec, exited, options).then((agent) => {
+      undo.push("close agent", () => agent.close());
+      mark("agent");
+      return agent;
+    });
+    const [agent] = await allSettled(reached, devices);
     timings.agentMs = lap();
-    await hypervisor.addDevice({ kind: "virtio-fs", id: RESTORED_SHARE_ID, tag: SHARED_FS_TAG, sourceDir: paths.sharedDir }, signal);
     await saveVmRecord(paths, { spec, handle: await hypervisor.handle(), template: options.template });
-    if (options.network) await addNetwork(hypervisor, agent, spec, options.network, signal);
+    mark("recorded");
+    if (options.network) await configureNetwork(agent, options.network, signal);
+    mark("network");
     await agent.createSandbox({
       sandboxId: options.id,
       hostname: options.hostname,
@@ -119,6 +131,8 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
       storages: [{ driver: "virtio-fs", source: SHARED_FS_TAG, fstype: "virtiofs", mountPoint: GUEST_SHARED_DIR }],
     });
     timings.sandboxMs = lap();
+    mark("sandbox");
+    options.logger.debug("restore steps (ms since start)", steps);
     undo.commit();
     return { qemuPid, agent, exited, timings };
   } catch (err) {
@@ -128,21 +142,42 @@ export async function restoreVm(options: PodVmRestoreOptions): Promise<RestoredV
 }
 
 /**
- * Adds the pod's network card (its tap is already QEMU's) and has the agent
- * configure it. The guest finds the card a moment after it is added: the
- * agent's NotFound for its MAC is asked again until it appears.
+ * The agent connected, and the guest made this pod's own before anything
+ * of the pod runs in it: its clock stopped when the template was saved, and
+ * its random state is every restored VM's. Both calls go behind the health
+ * check, in one round trip.
  */
-async function addNetwork(
-  hypervisor: Hypervisor,
-  agent: AgentClient,
-  spec: VmSpec,
-  network: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] },
-  signal: { signal?: AbortSignal },
-): Promise<void> {
+function reachAgent(spec: VmSpec, exited: Promise<VmExit>, options: PodVmRestoreOptions): Promise<AgentClient> {
+  return connectToAgent(spec, exited, options, (agent, call) =>
+    Promise.all([agent.setGuestDateTime(new Date(), call), agent.reseedRandomDev(randomBytes(RESEED_BYTES), call)]),
+  );
+}
+
+/**
+ * Adds the pod's share (a fresh virtiofsd, its device on a free PCIe root
+ * port) and network card (its tap is already QEMU's), which the guest finds
+ * a moment later.
+ */
+async function addDevices(hypervisor: Hypervisor, spec: VmSpec, options: PodVmRestoreOptions, signal: { signal?: AbortSignal }): Promise<void> {
+  await hypervisor.addDevice({ kind: "virtio-fs", id: RESTORED_SHARE_ID, tag: SHARED_FS_TAG, sourceDir: options.paths.sharedDir }, signal);
+  const network = options.network;
+  if (!network) return;
   const mac = network.nic.mac.toLowerCase();
   const card = spec.network?.nics.find((n) => n.hotplug && n.mac.toLowerCase() === mac);
   if (!card) throw new VmpodError("InvalidArgument", `restore vm: no network card with MAC ${mac} to add in the vm spec`);
   await hypervisor.addDevice({ kind: "nic", id: card.id }, signal);
+}
+
+/**
+ * Has the agent configure the network card just added. The guest finds the
+ * card a moment after it is added: the agent's NotFound for its MAC is
+ * asked again until it appears.
+ */
+async function configureNetwork(
+  agent: AgentClient,
+  network: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] },
+  signal: { signal?: AbortSignal },
+): Promise<void> {
   const deadline = performance.now() + NIC_APPEAR_MS;
   for (;;) {
     try {
@@ -154,4 +189,16 @@ async function addNetwork(
     await sleep(NIC_POLL_MS, signal.signal);
   }
   if (network.routes.length > 0) await agent.updateRoutes(network.routes);
+}
+
+/**
+ * The first one's value once both have settled: neither is left running
+ * behind a failure (the rollback would race it); both failures reported.
+ */
+async function allSettled<T>(first: Promise<T>, second: Promise<unknown>): Promise<[T]> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === "fulfilled" && b.status === "fulfilled") return [a.value];
+  const failures = [a, b].flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+  if (failures.length === 1) throw failures[0];
+  throw new AggregateError(failures, failures.map(messageOf).join("; "));
 }

@@ -5,7 +5,7 @@
  */
 import { VmpodError } from "../common/errors.js";
 import type { AgentClient } from "../agent/client.js";
-import { connectAgent } from "../agent/connect.js";
+import { connectAgent, type ConnectOptions } from "../agent/connect.js";
 import { UnixSocketTransport } from "../agent/transport.js";
 import type { VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
@@ -18,6 +18,8 @@ export async function connectToAgent(
   spec: VmSpec,
   exited: Promise<VmExit>,
   options: { readonly agentDialTimeoutMs: number; readonly agentCallTimeoutMs: number; readonly signal?: AbortSignal },
+  /** Calls sent right behind the health check (connect.ts). */
+  alongside?: ConnectOptions["alongside"],
 ): Promise<AgentClient> {
   const socket = spec.agent?.socketPath;
   if (!socket) throw new VmpodError("InvalidArgument", "the VM spec has no agent channel");
@@ -27,6 +29,7 @@ export async function connectToAgent(
     timeoutMs: options.agentDialTimeoutMs,
     callTimeoutMs: options.agentCallTimeoutMs,
     signal: options.signal ? AbortSignal.any([options.signal, vmGone.signal]) : vmGone.signal,
+    ...(alongside ? { alongside } : {}),
   });
 }
 

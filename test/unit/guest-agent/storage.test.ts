@@ -62,6 +62,18 @@ describe("guest agent: storages", () => {
     await assert.rejects(stat(mp), "the directory it made is gone");
   });
 
+  it("tries a virtio-fs mount again every few milliseconds, without backing off", async () => {
+    const libc = new FakeMounts();
+    libc.failures = 12;
+    const pauses: number[] = [];
+    const registry = new StorageRegistry(libc, silentLogger, { mountRetryMs: 60_000, pause: async (ms) => void pauses.push(ms) });
+    await registry.acquire(virtiofs(join(dir, "tight")));
+    assert.equal(libc.calls.length, 13);
+    assert.equal(pauses.length, 12);
+    assert.ok(pauses.every((ms) => ms > 0 && ms <= 10), `pauses: ${pauses.join(", ")}`);
+    await registry.releaseAll();
+  });
+
   it("gives up mounting with Unavailable after the time allowed", async () => {
     const libc = new FakeMounts();
     libc.failures = 1000;
