@@ -154,7 +154,7 @@ async function build(deps: FactoryDeps): Promise<number> {
     [
       `vm template ${key.key} ${found ? "was already built" : "built"} for ${shape(config)}`,
       `  directory:  ${entry.dir}`,
-      `  size:       ${entry.sizeBytes === undefined ? "?" : `${size(entry.sizeBytes)} (${entry.sizeBytes} bytes)`}`,
+      `  size:       ${entry.sizeBytes === undefined ? "?" : `${size(entry.sizeBytes)} (${entry.sizeBytes} bytes)`}, ${size(entry.diskBytes)} on disk`,
       `  built at:   ${entry.builtAt ?? "?"}`,
       `  build time: ${entry.buildMs === undefined ? "?" : seconds(entry.buildMs)}`,
       "",
@@ -192,12 +192,13 @@ export function renderShow(config: Config, use: { inUse: boolean; reason?: strin
   return `${lines.join("\n")}\n`;
 }
 
-const HEADER = ["KEY", "SIZE", "BUILT AT", "BUILD", "STATUS"];
+const HEADER = ["KEY", "SIZE", "ON DISK", "BUILT AT", "BUILD", "STATUS"];
 
 function row(t: TemplateEntry, status: string): string[] {
   return [
     t.key,
     t.sizeBytes === undefined ? "-" : size(t.sizeBytes),
+    size(t.diskBytes),
     t.builtAt ?? "-",
     t.buildMs === undefined ? "-" : seconds(t.buildMs),
     t.problem === undefined ? status : `${status}: ${t.problem}`,

@@ -11,7 +11,7 @@
  * restoring keeps reading the state file it opened. A build still running
  * in a live process is left alone.
  */
-import { readdir, readFile, rm } from "node:fs/promises";
+import { lstat, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VmpodError } from "../common/errors.js";
 import { killProcessesMentioning } from "../common/processes.js";
@@ -29,6 +29,8 @@ export interface TemplateEntry {
   readonly dir: string;
   /** The saved files' sizes added up, from the manifest. */
   readonly sizeBytes?: number;
+  /** The space the directory's files take on disk (the guest's memory is sparse). */
+  readonly diskBytes: number;
   readonly builtAt?: string;
   readonly buildMs?: number;
   /** The identities of QEMU and the guest files it was built from. */
@@ -101,18 +103,20 @@ export async function listTemplates(dir: string, isAlive: IsAlive = processAlive
 
 async function readEntry(root: string, key: string): Promise<TemplateEntry> {
   const dir = join(root, key);
+  const diskBytes = await diskUsage(dir);
   let manifest: Record<string, unknown>;
   try {
     const parsed: unknown = JSON.parse(await readFile(join(dir, MANIFEST_FILE), "utf8"));
-    if (typeof parsed !== "object" || parsed === null) return { key, dir, problem: "the manifest is not an object" };
+    if (typeof parsed !== "object" || parsed === null) return { key, dir, diskBytes, problem: "the manifest is not an object" };
     manifest = parsed as Record<string, unknown>;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { key, dir, problem: code === "ENOENT" ? "no manifest" : "manifest unreadable" };
+    return { key, dir, diskBytes, problem: code === "ENOENT" ? "no manifest" : "manifest unreadable" };
   }
   const entry = {
     key,
     dir,
+    diskBytes,
     ...sizeOf(manifest),
     ...(typeof manifest.builtAt === "string" ? { builtAt: manifest.builtAt } : {}),
     ...(typeof manifest.buildMs === "number" ? { buildMs: manifest.buildMs } : {}),
@@ -121,6 +125,17 @@ async function readEntry(root: string, key: string): Promise<TemplateEntry> {
   if (manifest.format !== TEMPLATE_FORMAT) return { ...entry, problem: `format ${String(manifest.format)}, this vmpod reads ${TEMPLATE_FORMAT}` };
   if (manifest.key !== key) return { ...entry, problem: "the manifest is another template's" };
   return entry;
+}
+
+/** The bytes the files under `dir` take on disk (allocated blocks); what cannot be read counts nothing. */
+async function diskUsage(dir: string): Promise<number> {
+  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  let bytes = 0;
+  for (const name of names) {
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (st?.isFile()) bytes += st.blocks * 512;
+  }
+  return bytes;
 }
 
 /**

@@ -163,7 +163,7 @@ template_path = "${templates}"
     const lines = built.stdout.split("\n");
     assert.equal(lines[0], `vm template ${key} built for 1 vCPU, 256 MiB`);
     assert.equal(lines[1], `  directory:  ${join(templates, key)}`);
-    assert.match(lines[2] ?? "", /^ {2}size: {7}\d+\.\d (MiB|GiB) \(\d+ bytes\)$/);
+    assert.match(lines[2] ?? "", /^ {2}size: {7}\d+\.\d (MiB|GiB) \(\d+ bytes\), \d+\.\d (MiB|GiB) on disk$/);
     assert.match(lines[4] ?? "", /^ {2}build time: \d+\.\d s$/);
     const manifest = JSON.parse(await readFile(join(templates, key, "manifest.json"), "utf8")) as { key: string; builtAt: string };
     assert.equal(manifest.key, key);
@@ -186,7 +186,7 @@ template_path = "${templates}"
     assert.equal(show.code, 0, show.stderr);
     assert.match(show.stdout, /^vm templates: in use\n/);
     assert.match(show.stdout, new RegExp(`^default shape \\(1 vCPU, 256 MiB\\): template ${key}, built$`, "m"));
-    assert.match(show.stdout, new RegExp(`^${key} +\\d+\\.\\d (MiB|GiB) +${manifest.builtAt.replace(/\./g, "\\.")} +\\d+\\.\\d s +current$`, "m"));
+    assert.match(show.stdout, new RegExp(`^${key} +\\d+\\.\\d (MiB|GiB) +\\d+\\.\\d (MiB|GiB) +${manifest.builtAt.replace(/\./g, "\\.")} +\\d+\\.\\d s +current$`, "m"));
 
     const unknown = await vmpod(["factory", "destroy", "0123456789abcdef", "--config", configPath]);
     assert.equal(unknown.code, 1);

@@ -93,17 +93,20 @@ describe("vmpod factory and env's [factory]", () => {
 
   it("show lists each template with its status against the default shape", async () => {
     await fakeTemplate(root, CURRENT.key, FILES);
-    await fakeTemplate(root, "bbbb000000000002", { other: "files" }, { memory: { size: 121_634_716, sha256: "" } });
+    await fakeTemplate(root, "bbbb000000000002", { other: "files" }, { memory: { size: 268_435_456, sha256: "" } });
     await mkdir(join(root, `${CURRENT.key}.tmp-999999-01020304`));
     const listing = await listTemplates(root, () => false);
-    const text = renderShow(configAt(root), { inUse: true }, CURRENT, undefined, listing);
+    assert.ok(listing.templates.every((t) => t.diskBytes >= 100), "the files' blocks are counted");
+    // Space on disk depends on the filesystem: fixed here.
+    const fixed = { ...listing, templates: listing.templates.map((t, i) => ({ ...t, diskBytes: [4096, 80 * 1024 * 1024][i] ?? 0 })) };
+    const text = renderShow(configAt(root), { inUse: true }, CURRENT, undefined, fixed);
     assert.deepEqual(text.split("\n"), [
       "vm templates: in use",
       `template path: ${root}`,
       `default shape (1 vCPU, 256 MiB): template ${CURRENT.key}, built`,
-      "KEY               SIZE       BUILT AT                  BUILD   STATUS",
-      `${CURRENT.key}  0.0 MiB    2026-11-23T15:00:00.000Z  41.2 s  current`,
-      "bbbb000000000002  116.0 MiB  2026-11-23T15:00:00.000Z  41.2 s  stale",
+      "KEY               SIZE       ON DISK   BUILT AT                  BUILD   STATUS",
+      `${CURRENT.key}  0.0 MiB    0.0 MiB   2026-11-23T15:00:00.000Z  41.2 s  current`,
+      "bbbb000000000002  256.0 MiB  80.0 MiB  2026-11-23T15:00:00.000Z  41.2 s  stale",
       `unfinished: ${CURRENT.key}.tmp-999999-01020304 (process 999999 is gone; destroy removes it)`,
       "",
     ]);
