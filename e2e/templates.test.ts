@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mountPoints } from "../src/common/mount.js";
@@ -297,6 +297,8 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     assert.doesNotMatch(await sh("ip", ["-n", node, "-o", "link", "show"]), /veth/, "no veth left on the node");
     const state = join(daemon.root, "state");
     await assertNothingLeft(join(state, "sandboxes"));
+    const stateFiles = (await readdir(state, { recursive: true, withFileTypes: true })).filter((e) => !e.isDirectory()).map((e) => join(e.parentPath, e.name));
+    assert.deepEqual(stateFiles, [], "no record, socket or other file is left in the daemon's state");
     assert.deepEqual(await processesMentioning(state), [], "no QEMU or virtiofsd of a pod is left");
     assert.deepEqual(await processesMentioning(sharedTemplatesDir()), [], "no QEMU of the template's build or of a restore is left");
     assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(daemon.root + "/")), [], "no mount under the daemon's directory is left");
