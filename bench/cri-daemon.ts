@@ -1,10 +1,11 @@
 /**
  * What the CRI benchmarks share: a daemon (as the e2e tests run it), a
- * local registry with the busybox test image pulled into it, and the
- * requests kubelet would send for a pod and a container.
+ * local registry with the busybox test image pulled into it, the requests
+ * kubelet would send for a pod and a container, and the daemon's VM
+ * template built before anything is timed.
  */
 import { join } from "node:path";
-import { startDaemon, type Daemon } from "../e2e/daemon.js";
+import { startDaemon, type Daemon, type DaemonOptions } from "../e2e/daemon.js";
 import { pushBusybox } from "../test/helpers/registry/images.js";
 import { startRegistry } from "../test/helpers/registry/server.js";
 
@@ -13,11 +14,11 @@ export interface BenchDaemon {
   readonly image: string;
 }
 
-export async function withDaemon<T>(fn: (d: BenchDaemon) => Promise<T>): Promise<T> {
+export async function withDaemon<T>(fn: (d: BenchDaemon) => Promise<T>, options: DaemonOptions = {}): Promise<T> {
   const registry = await startRegistry();
   try {
     const pushed = await pushBusybox(registry, { repository: "bench/busybox", tag: "1" });
-    const daemon = await startDaemon();
+    const daemon = await startDaemon(options);
     try {
       await daemon.client.images.pullImage({ image: { image: pushed.reference } });
       return await fn({ daemon, image: pushed.reference });
@@ -40,4 +41,32 @@ export function podConfig(name: string, logDir: string) {
 
 export function containerConfig(name: string, image: string, command: string[]) {
   return { metadata: { name, attempt: 0 }, image: { image }, command, logPath: `${name}.log`, linux: { securityContext: { namespaceOptions: { pid: 1 } } } };
+}
+
+/** Configuration that turns the daemon's VM templates off: every pod boots cold. */
+export const NO_TEMPLATES_TOML = "[factory]\nenable_template = false\n";
+
+const TEMPLATE_BUILT = `"msg":"vm template built"`;
+
+/**
+ * Has the daemon build the template of its default VM shape before
+ * anything is timed: a pod asking before the template exists boots cold and
+ * starts the build, which is waited for in the daemon's log (at most 10
+ * minutes); the pod is removed. Nothing to do when the log shows a build.
+ */
+export async function warmTemplate(daemon: Daemon): Promise<void> {
+  if (daemon.output().includes(TEMPLATE_BUILT)) return;
+  const rt = daemon.client.runtime;
+  const { podSandboxId } = await rt.runPodSandbox({ config: podConfig("bench-warm", daemon.logDir) });
+  try {
+    const deadline = Date.now() + 600_000;
+    while (!daemon.output().includes(TEMPLATE_BUILT)) {
+      if (daemon.output().includes(`"msg":"vm template build failed"`)) throw new Error(`the daemon could not build its VM template:\n${daemon.output().slice(-4000)}`);
+      if (Date.now() > deadline) throw new Error("the daemon's VM template was not built in 10 minutes");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await rt.stopPodSandbox({ podSandboxId });
+    await rt.removePodSandbox({ podSandboxId });
+  }
 }
