@@ -157,17 +157,22 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     const ip = (await rt().podSandboxStatus({ podSandboxId: id })).status?.network?.ip ?? "";
     return { name, id, container, ip };
   };
+  /** The key of the template a pod's VM was restored from, as its verbose status says. */
+  const templateOf = async (podSandboxId: string): Promise<unknown> => {
+    const verbose = await rt().podSandboxStatus({ podSandboxId, verbose: true });
+    return (JSON.parse(verbose.info["info"] ?? "{}") as { template?: unknown }).template;
+  };
   const templateBuilds = () => daemon.output().split("\n").filter((l) => l.includes(`"msg":"vm template built"`)).length;
   /**
    * The two pods, once the template is there: a pod asking before it is
-   * built boots cold and has it built (unless the daemon warmed it up
-   * already), so a first pod is started, the build waited for in the
-   * daemon's log, and that pod removed.
+   * built boots cold and has it built (unless the daemon's warm-up built it
+   * already), so a first pod is started; when it was not restored, the
+   * build is waited for in the daemon's log. That pod is removed.
    */
   const templatePods = () =>
     (pods ??= (async () => {
-      if (templateBuilds() === 0) {
-        const warm = await rt().runPodSandbox({ config: podConfig("tpl-warm") });
+      const { podSandboxId: warm } = await rt().runPodSandbox({ config: podConfig("tpl-warm") });
+      if ((await templateOf(warm)) === undefined) {
         await until(
           "the template's build",
           async () => {
@@ -176,9 +181,9 @@ describe("VM templates end to end (pods restored from one template through CRI)"
           },
           600_000,
         );
-        await rt().stopPodSandbox({ podSandboxId: warm.podSandboxId });
-        await rt().removePodSandbox({ podSandboxId: warm.podSandboxId });
       }
+      await rt().stopPodSandbox({ podSandboxId: warm });
+      await rt().removePodSandbox({ podSandboxId: warm });
       outputBeforePods = daemon.output().length;
       return [await startPod("tpl-a"), await startPod("tpl-b")] as [TemplatePod, TemplatePod];
     })());
@@ -200,15 +205,11 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     }
     return answer;
   };
-  const templateOf = async (pod: TemplatePod): Promise<unknown> => {
-    const verbose = await rt().podSandboxStatus({ podSandboxId: pod.id, verbose: true });
-    return (JSON.parse(verbose.info["info"] ?? "{}") as { template?: unknown }).template;
-  };
   it("restores two pods from one template built once: each runs its container, with its own hostname, the host's clock and a random pool of its own; they reach each other", async () => {
     const [a, b] = await templatePods();
-    const keyA = await templateOf(a);
+    const keyA = await templateOf(a.id);
     assert.match(String(keyA), /^[0-9a-f]{16}$/, `pod ${a.name} says which template it was restored from`);
-    assert.equal(await templateOf(b), keyA, "both pods come from the same template");
+    assert.equal(await templateOf(b.id), keyA, "both pods come from the same template");
     assert.equal(templateBuilds(), 1, "the template is built once");
     assert.doesNotMatch(daemon.output().slice(outputBeforePods), /booting cold/, "neither pod fell back to a cold boot");
 
@@ -270,13 +271,13 @@ describe("VM templates end to end (pods restored from one template through CRI)"
 
   it("takes the template pods over after the daemon's kill -9; they still reach each other", async () => {
     const [a, b] = await templatePods();
-    const key = await templateOf(a);
+    const key = await templateOf(a.id);
     await daemon.kill9();
     await daemon.restart();
     const listed = await rt().listPodSandbox({});
     for (const pod of [a, b]) {
       assert.equal(listed.items.find((p) => p.id === pod.id)?.state, 0 /* SANDBOX_READY */, `${pod.name} is taken over`);
-      assert.equal(await templateOf(pod), key, `${pod.name} still says which template it came from`);
+      assert.equal(await templateOf(pod.id), key, `${pod.name} still says which template it came from`);
       assert.equal((await rt().containerStatus({ containerId: pod.container })).status?.state, 1 /* CONTAINER_RUNNING */);
     }
     assert.match(await fetchFrom(a, b), /\r\n\r\ntpl-b\n$/, "a still reaches b");
