@@ -3,7 +3,8 @@
  *
  *   build             builds (or finds) the template of the configured
  *                     default VM shape, through the same engine and store
- *                     the daemon uses, and says where it is
+ *                     the daemon uses, and says where it is; a build of it
+ *                     by a running daemon is waited for, not repeated
  *   show              the templates on disk, which one the default shape
  *                     uses, and whether templates are in use (and why not)
  *   destroy KEY...    removes templates (and builds left unfinished by a
@@ -14,7 +15,7 @@
 import { messageOf } from "../common/errors.js";
 import type { Config } from "../config/types.js";
 import { templatesUnusable, type VmEngine } from "../sandbox/engine.js";
-import { defaultTemplateKey, destroyTemplates, listTemplates, stopBuildsOf, templateStatus, type IsAlive, type TemplateEntry, type TemplateListing } from "../sandbox/template-admin.js";
+import { defaultTemplateKey, destroyTemplates, listTemplates, stopBuildsOf, templateStatus, waitForOthersBuilding, type IsAlive, type TemplateEntry, type TemplateListing } from "../sandbox/template-admin.js";
 import type { TemplateKey } from "../sandbox/template-key.js";
 
 /** What `vmpod env` says under [factory]. */
@@ -129,10 +130,15 @@ async function build(deps: FactoryDeps): Promise<number> {
   }
   const engine = await deps.engine();
   const key = await defaultTemplateKey(engine);
-  const before = await listTemplates(config.factory.templatePath, deps.isAlive);
-  const found = before.templates.some((t) => t.key === key.key && t.problem === undefined);
+  let found: boolean;
   let built: boolean;
   try {
+    const others = await waitForOthersBuilding(config.factory.templatePath, key.key, {
+      ...(deps.isAlive ? { isAlive: deps.isAlive } : {}),
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
+    if (others.length > 0) out(`waited for the build of process ${others.join(", ")} (a running daemon's)\n`);
+    found = (await listTemplates(config.factory.templatePath, deps.isAlive)).templates.some((t) => t.key === key.key && t.problem === undefined);
     built = await engine.warmUp(deps.signal);
   } catch (err) {
     if (!deps.signal?.aborted) throw err;

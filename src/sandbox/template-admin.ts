@@ -203,6 +203,24 @@ export async function destroyTemplates(dir: string, keys: readonly string[] | "a
 }
 
 /**
+ * Waits while another live process (a running daemon) builds the template
+ * `key` in `dir`, so that a second build of it is not started beside it.
+ * Resolves with the pids that were waited for; rejects when `signal`
+ * aborts (their builds go on).
+ */
+export async function waitForOthersBuilding(dir: string, key: string, options: { isAlive?: IsAlive; signal?: AbortSignal; pollMs?: number } = {}): Promise<number[]> {
+  const isAlive = options.isAlive ?? processAlive;
+  const waited = new Set<number>();
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const others = (await listTemplates(dir, isAlive)).unfinished.filter((u) => u.key === key && u.alive && u.pid !== process.pid);
+    if (others.length === 0) return [...waited];
+    for (const u of others) waited.add(u.pid);
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+  }
+}
+
+/**
  * Stops the builds process `pid` (this one) has under way in `dir`: kills
  * the QEMU (and its helpers) of each, and waits until the store, seeing
  * its VM gone, has removed the build's directory; after `timeoutMs` the

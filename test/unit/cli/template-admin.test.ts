@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kindOf } from "../../../src/common/errors.js";
-import { destroyTemplates, listTemplates, stopBuildsOf, templateStatus } from "../../../src/sandbox/template-admin.js";
+import { destroyTemplates, listTemplates, stopBuildsOf, templateStatus, waitForOthersBuilding } from "../../../src/sandbox/template-admin.js";
 import { TEMPLATE_FORMAT, type TemplateKey } from "../../../src/sandbox/template-key.js";
 import { fakeTemplate } from "./fake-templates.js";
 
@@ -99,6 +99,27 @@ describe("template admin", () => {
     assert.equal(result.removed.length, 5);
     assert.deepEqual(await readdir(root), [`${CURRENT.key}.tmp-${LIVE_PID}-0a0b0c0d`]);
     assert.deepEqual(await destroyTemplates(join(root, "nope"), "all", isAlive), { removed: [], abandoned: [], building: [] });
+  });
+
+  it("waits while another live process builds the same template, and not for other keys, dead processes or itself", async () => {
+    const other = join(root, `${CURRENT.key}.tmp-${LIVE_PID}-03030303`);
+    await mkdir(other);
+    await mkdir(join(root, `bbbb000000000002.tmp-${LIVE_PID}-04040404`));
+    await mkdir(join(root, `${CURRENT.key}.tmp-999999-05050505`));
+    await mkdir(join(root, `${CURRENT.key}.tmp-${process.pid}-06060606`));
+    const alive = (pid: number) => pid === LIVE_PID || pid === process.pid;
+    let done = false;
+    const waiting = waitForOthersBuilding(root, CURRENT.key, { isAlive: alive, pollMs: 20 }).finally(() => (done = true));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(done, false, "still waiting while the build's directory is there");
+    await rm(other, { recursive: true });
+    assert.deepEqual(await waiting, [LIVE_PID]);
+    assert.deepEqual(await waitForOthersBuilding(root, CURRENT.key, { isAlive: alive }), [], "nothing to wait for");
+    await mkdir(other);
+    const stop = new AbortController();
+    const cut = waitForOthersBuilding(root, CURRENT.key, { isAlive: alive, pollMs: 20, signal: stop.signal });
+    stop.abort(new Error("interrupted"));
+    await assert.rejects(cut, /interrupted/);
   });
 
   it("stops this process's own builds only, waiting for their directories to go", async () => {
