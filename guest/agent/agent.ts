@@ -52,8 +52,9 @@ export class Agent {
    * restored from it skip it (their first SetGuestDateTime waited for libc).
    * A failure is left for CreateSandbox to report (setup is tried again).
    *
-   * crun is not run here: measured, a template that had run it made each
-   * restored pod's `crun create` slower (about 2.5 s against 1.3 s).
+   * crun is not run here: measured by QEMU's CPU time over four restores
+   * each, a template that had run `crun --version` made restored pods no
+   * faster to their first container, rather slower.
    */
   async warmUp(): Promise<void> {
     await this.prepare();
