@@ -127,42 +127,37 @@ export async function serve(
 /**
  * Builds the template of the configured default VM shape while the daemon
  * serves, so that pods find it built (a pod asking meanwhile joins the
- * build). `stop` aborts it at shutdown and ends its VM: a
- * template VM never outlives the daemon, unlike pods.
+ * build), after removing what builds of dead daemons left. `stop` aborts
+ * it at shutdown and closes the store, which stops every build in flight
+ * (pods start builds of their own shapes too) with its VM: a template VM
+ * never outlives the daemon, unlike pods.
  */
 function warmUpInBackground(engine: VmEngine, templatePath: string, logger: Logger): { stop(): Promise<void> } {
-  if (!engine.templates) return { stop: () => Promise.resolve() };
+  const templates = engine.templates;
+  if (!templates) return { stop: () => Promise.resolve() };
   const abort = new AbortController();
   const started = performance.now();
   const ms = () => Math.round(performance.now() - started);
-  let finished = false;
   const done = (async () => {
+    await templates.cleanupLeftovers();
     const { key } = await defaultTemplateKey(engine);
     logger.info("default vm template: building or checking it", { template: key });
     abort.signal.throwIfAborted();
     if (await engine.warmUp(abort.signal)) logger.info("default vm template ready", { template: key, ms: ms() });
     else logger.warn("no default vm template: pods boot cold until one is built (the reason is logged above)", { template: key, ms: ms() });
-  })()
-    .catch((err: unknown) => {
-      if (abort.signal.aborted) logger.info("default vm template: build stopped by the shutdown", { ms: ms() });
-      else logger.warn("default vm template: build failed; pods boot cold", { err: messageOf(err), ms: ms() });
-    })
-    .finally(() => (finished = true));
+  })().catch((err: unknown) => {
+    if (abort.signal.aborted) logger.info("default vm template: build stopped by the shutdown", { ms: ms() });
+    else logger.warn("default vm template: build failed; pods boot cold", { err: messageOf(err), ms: ms() });
+  });
   return {
     async stop() {
-      const underWay = !finished;
       abort.abort(new VmpodError("Canceled", "the daemon is shutting down"));
       await done;
-      // A build may outlive its caller's signal (and pods may have started
-      // builds of other shapes): end their VMs here. A build the store
-      // began just as the signal fired has its directory a moment later:
-      // look twice then.
+      await templates.close();
+      // What the store did not stop (it cannot have, but a template VM left
+      // running would outlive the daemon): this process's build directories.
       const stopped = await stopBuildsOf(templatePath, process.pid);
-      if (underWay) {
-        await new Promise((resolve) => setTimeout(resolve, 250));
-        stopped.push(...(await stopBuildsOf(templatePath, process.pid)));
-      }
-      if (stopped.length > 0) logger.info("stopped vm template builds at shutdown", { builds: stopped });
+      if (stopped.length > 0) logger.warn("stopped vm template builds the store left at shutdown", { builds: stopped });
     },
   };
 }

@@ -142,9 +142,9 @@ async function build(deps: FactoryDeps): Promise<number> {
     built = await engine.warmUp(deps.signal);
   } catch (err) {
     if (!deps.signal?.aborted) throw err;
-    // The store's build goes on without its caller: stop its VM before this process exits.
-    const stopped = await stopBuildsOf(config.factory.templatePath, process.pid);
-    out(`interrupted: ${messageOf(err)}; ${stopped.length > 0 ? `stopped the build ${stopped.join(", ")}` : "no build was under way"}\n`);
+    // The store stops the build it was asked for; anything of this process's still building stops here, before it exits.
+    await stopBuildsOf(config.factory.templatePath, process.pid);
+    out(`interrupted: ${messageOf(err)}; nothing of this build is left running\n`);
     return 1;
   }
   if (!built) {
