@@ -161,8 +161,9 @@ describe("VM templates (real QEMU)", function () {
     }, fx.logger);
     const vm = await first.boot({ id: "tpl-r", hostname: "pod-r" });
     assert.equal(await bootedCold(vm), false);
-    const record = JSON.parse(await readFile(join(vm.paths.root, "vm.json"), "utf8")) as { handle: { addedShares?: unknown[] } };
+    const record = JSON.parse(await readFile(join(vm.paths.root, "vm.json"), "utf8")) as { spec: { memoryFile?: { path: string } }; handle: { addedShares?: unknown[] } };
     assert.equal(record.handle.addedShares?.length, 1, "the hot-added share is in the VM record");
+    assert.equal(record.spec.memoryFile?.path, join(vm.paths.vmDir, "memory"), "the memory file is in the VM record");
     // The first vmpod goes away: its connections close, the VM runs on.
     vm.agentClient.close();
     made.at(-1)?.qmp?.close();

@@ -72,6 +72,14 @@ describe("vm template key", () => {
     for (const v of variants) assert.notEqual((await templateKey(v)).key, key, JSON.stringify(buildQemuArgs(v)));
   });
 
+  it("is the same wherever the memory file is and whatever it is copied from, and differs from a memfd's", async () => {
+    const file = (runDir: string, copyOf?: string): VmSpec => ({ ...at(runDir, "p"), memoryFile: { path: join(runDir, "memory"), ...(copyOf ? { copyOf } : {}) } });
+    const built = await templateKey(file(join(dir, "tpl/vm")));
+    const restored = await templateKey({ ...file(join(dir, "pod/vm"), join(dir, "tpl/memory")), incoming: true, paused: true });
+    assert.equal(built.key, restored.key);
+    assert.notEqual(built.key, (await templateKey(at(join(dir, "tpl/vm"), "p"))).key);
+  });
+
   it("changes when the guest image or QEMU is replaced or touched", async () => {
     const key = (await templateKey(spec)).key;
     await utimes(join(dir, "root.erofs"), new Date(), new Date(Date.now() + 5_000));
