@@ -4,7 +4,8 @@
  * here, and what it throws reaches the host as a status (VmpodError kinds;
  * anything else as Internal, logged with its stack).
  */
-import { open, readFile } from "node:fs/promises";
+import { closeSync, openSync, writeSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { kindOf, VmpodError } from "../../src/common/errors.js";
@@ -169,17 +170,19 @@ function agentService(agent: Agent): Partial<ServiceImpl<typeof AgentService.met
     async reseedRandomDev(req) {
       if (req.data.length === 0) return {};
       const libc = await agent.libc();
-      const fh = await open("/dev/urandom", "w");
+      // Opened, written and closed on the main thread: a character device that never blocks, and no
+      // thread-pool round trips in the first call a restored VM answers.
+      const fd = openSync("/dev/urandom", "w");
       try {
         try {
           // Mixes the bytes in and credits them as entropy.
-          libc.addEntropy(fh.fd, req.data);
+          libc.addEntropy(fd, req.data);
         } catch (err) {
           agent.log.warn("RNDADDENTROPY refused; the bytes are mixed in without credit", { err });
-          await fh.write(req.data);
+          writeSync(fd, req.data);
         }
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       return {};
     },
