@@ -4,9 +4,10 @@
  * virtiofsd, `chardev-add` of its socket, `device_add vhost-user-fs-pci` on a
  * free PCIe root port; and the reverse, waiting for the guest to let go.
  */
-import { VmpodError, failedPrecondition, invalidArgument, messageOf, notFound } from "../common/errors.js";
+import { VmpodError, failedPrecondition, invalidArgument, kindOf, messageOf, notFound, wrap } from "../common/errors.js";
 import { isSafeId } from "../common/ids.js";
 import { Rollback } from "../common/rollback.js";
+import { sleep } from "../common/time.js";
 import type { CallOptions, VirtioFsDevice } from "./hypervisor.js";
 import { checkPath } from "./preflight.js";
 import type { VmProcess } from "./process.js";
@@ -30,6 +31,38 @@ export interface AttachedShare {
   readonly sourceDir: string;
   readonly port: string;
   readonly daemon: VmProcess;
+}
+
+/** How long QEMU is given to reach a virtiofsd just started. */
+const DAEMON_CONNECT_MS = 2_000;
+const DAEMON_CONNECT_RETRY_MS = 10;
+
+/**
+ * Runs `connect` (QEMU's chardev-add to a virtiofsd just started) again
+ * while it fails as QEMU's own refusal (Internal) and the daemon still
+ * runs: virtiofsd's socket file exists a moment before it listens, and
+ * QEMU, told to connect in that moment, finds the connection refused (seen
+ * under load when a restored VM's share is added). A failed chardev-add
+ * leaves nothing behind, so trying again is safe.
+ */
+export async function whileDaemonStarts(
+  connect: () => Promise<void>,
+  alive: () => boolean,
+  signal?: AbortSignal,
+  limits: { timeoutMs: number; retryMs: number } = { timeoutMs: DAEMON_CONNECT_MS, retryMs: DAEMON_CONNECT_RETRY_MS },
+): Promise<void> {
+  const deadline = performance.now() + limits.timeoutMs;
+  for (;;) {
+    try {
+      await connect();
+      return;
+    } catch (err) {
+      if (kindOf(err) !== "Internal" || !alive() || performance.now() + limits.retryMs > deadline) throw err;
+    }
+    await sleep(limits.retryMs, signal).catch((err: unknown) => {
+      throw wrap("wait for virtiofsd to listen", err, "Canceled");
+    });
+  }
 }
 
 export class VirtioFsHotplug {
@@ -94,7 +127,11 @@ export class VirtioFsHotplug {
       const daemon = await startVirtiofsd({ ...settings, socketPath, sourceDir: device.sourceDir }, start);
       undo.push("stop virtiofsd", () => stopVirtiofsd(daemon, socketPath));
       const chardev = virtioFsChardevId(device.id);
-      await this.qmp.chardevAdd(chardev, { type: "socket", data: { addr: { type: "unix", data: { path: socketPath } }, server: false } }, options);
+      await whileDaemonStarts(
+        () => this.qmp.chardevAdd(chardev, { type: "socket", data: { addr: { type: "unix", data: { path: socketPath } }, server: false } }, options),
+        () => !this.qmp.isClosed && daemon.exitStatus === undefined,
+        options.signal,
+      );
       undo.push("remove chardev", () => this.qmp.chardevRemove(chardev));
       await this.qmp.deviceAdd(
         { driver: "vhost-user-fs-pci", id: device.id, chardev, tag: device.tag, "queue-size": VIRTIO_FS_QUEUE_SIZE, bus: port },
