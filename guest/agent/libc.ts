@@ -19,6 +19,8 @@ const PR_SET_CHILD_SUBREAPER = 36;
 const WNOHANG = 1;
 const TIOCSWINSZ = 0x5414;
 const RNDADDENTROPY = 0x40085203;
+/** _IO('R', 0x07): reseed the kernel's CRNG from its input pool now. */
+const RNDRESEEDCRNG = 0x5207;
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -181,4 +183,14 @@ export function addEntropy(fd: number, data: Uint8Array): void {
   info.writeInt32LE(data.length, 4);
   info.set(data, 8);
   check("ioctl(RNDADDENTROPY)", c.ioctl(fd, RNDADDENTROPY, info) as number);
+}
+
+/**
+ * RNDRESEEDCRNG on an open /dev/(u)random: the kernel's CRNG takes a new key
+ * from its input pool at once. Entropy added alone reaches the CRNG only at
+ * its next scheduled reseed, which early in a guest's uptime can be seconds
+ * away: VMs restored from one saved machine would read the same bytes until then.
+ */
+export function reseedCrng(fd: number): void {
+  check("ioctl(RNDRESEEDCRNG)", c.ioctl(fd, RNDRESEEDCRNG, null) as number);
 }

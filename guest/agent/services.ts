@@ -181,6 +181,9 @@ function agentService(agent: Agent): Partial<ServiceImpl<typeof AgentService.met
           agent.log.warn("RNDADDENTROPY refused; the bytes are mixed in without credit", { err });
           writeSync(fd, req.data);
         }
+        // The CRNG keyed from the pool now, not at its next scheduled reseed: a failure fails the call,
+        // since a restored VM would otherwise share its random stream with the template's other VMs.
+        libc.reseedCrng(fd);
       } finally {
         closeSync(fd);
       }
