@@ -38,3 +38,13 @@ export async function killProcessesMentioning(marker: string, timeoutMs = 5000):
   }
   return pids;
 }
+
+/** Whether process `pid` exists (EPERM: it does, owned by another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

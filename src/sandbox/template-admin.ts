@@ -14,14 +14,11 @@
 import { lstat, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VmpodError } from "../common/errors.js";
-import { killProcessesMentioning } from "../common/processes.js";
+import { killProcessesMentioning, processAlive } from "../common/processes.js";
 import type { VmEngine } from "./engine.js";
 import { TEMPLATE_FORMAT, templateKey, type TemplateKey } from "./template-key.js";
+import { buildWorkDir, MANIFEST_FILE } from "./template-store.js";
 
-// The store's layout (template-store.ts keeps these unexported): a key's
-// manifest, and the working directory of a build, `<key>.tmp-<pid>-<random>`.
-const MANIFEST_FILE = "manifest.json";
-const UNFINISHED_BUILD = /^([0-9a-f]+)\.tmp-(\d+)-/;
 
 /** What a template's manifest says, and what the operator is told about it. */
 export interface TemplateEntry {
@@ -68,15 +65,6 @@ export type TemplateStatus = "current" | "other-shape" | "stale" | "broken" | "u
 
 export type IsAlive = (pid: number) => boolean;
 
-/** Whether process `pid` exists (EPERM: it does, owned by another user). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** The templates and unfinished builds in `dir`, by key. */
 export async function listTemplates(dir: string, isAlive: IsAlive = processAlive): Promise<TemplateListing> {
@@ -90,10 +78,9 @@ export async function listTemplates(dir: string, isAlive: IsAlive = processAlive
   const templates: TemplateEntry[] = [];
   const unfinished: UnfinishedBuild[] = [];
   for (const name of names.sort()) {
-    const building = UNFINISHED_BUILD.exec(name);
+    const building = buildWorkDir(name);
     if (building) {
-      const pid = Number(building[2]);
-      unfinished.push({ name, path: join(dir, name), key: building[1] ?? "", pid, alive: isAlive(pid) });
+      unfinished.push({ name, path: join(dir, name), key: building.key, pid: building.pid, alive: isAlive(building.pid) });
     } else {
       templates.push(await readEntry(dir, name));
     }

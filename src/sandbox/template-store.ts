@@ -26,7 +26,7 @@ import { VmpodError, messageOf } from "../common/errors.js";
 import { run } from "../common/exec.js";
 import { sha256File, writeFileAtomic } from "../common/fs.js";
 import type { Logger } from "../common/log.js";
-import { killProcessesMentioning } from "../common/processes.js";
+import { killProcessesMentioning, processAlive } from "../common/processes.js";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
 import { buildTemplate } from "./template-build.js";
@@ -76,10 +76,16 @@ interface Build {
 
 const STATE_FILE = "state";
 const MEMORY_FILE = "memory";
-const MANIFEST_FILE = "manifest.json";
+export const MANIFEST_FILE = "manifest.json";
 const SAVE_TIMEOUT_MS = 120_000;
 /** A build's work directory: `<key>.tmp-<pid of the daemon>-<random>`. */
-const WORK_DIR = /^[0-9a-f]+\.tmp-(\d+)-[0-9a-f]+$/;
+const WORK_DIR = /^([0-9a-f]+)\.tmp-(\d+)-[0-9a-f]+$/;
+
+/** The template key and building process of a build's work directory, by its name; undefined for any other name. */
+export function buildWorkDir(name: string): { key: string; pid: number } | undefined {
+  const match = WORK_DIR.exec(name);
+  return match ? { key: match[1] as string, pid: Number(match[2]) } : undefined;
+}
 
 export class TemplateStore {
   /** Builds in flight, by key. */
@@ -210,8 +216,8 @@ export class TemplateStore {
   async cleanupLeftovers(): Promise<void> {
     const names = await readdir(this.options.dir).catch(() => [] as string[]);
     for (const name of names) {
-      const owner = WORK_DIR.exec(name)?.[1];
-      if (owner === undefined || isAlive(Number(owner))) continue;
+      const owner = buildWorkDir(name)?.pid;
+      if (owner === undefined || processAlive(owner)) continue;
       const path = join(this.options.dir, name);
       const killed = await killProcessesMentioning(path);
       if (killed.length > 0) this.options.logger.warn("killed processes of an unfinished vm template build", { dir: path, pids: killed });
@@ -334,9 +340,9 @@ export class TemplateStore {
     const names = await readdir(this.options.dir).catch(() => [] as string[]);
     for (const name of names) {
       const path = join(this.options.dir, name);
-      const owner = WORK_DIR.exec(name)?.[1];
+      const owner = buildWorkDir(name)?.pid;
       if (owner !== undefined) {
-        if (!isAlive(Number(owner))) await rm(path, { recursive: true, force: true }).catch(() => {});
+        if (!processAlive(owner)) await rm(path, { recursive: true, force: true }).catch(() => {});
         continue;
       }
       if (name === keep) continue;
@@ -345,16 +351,6 @@ export class TemplateStore {
         .catch(() => undefined);
       if (other !== files && !this.building.has(name)) await rm(path, { recursive: true, force: true }).catch(() => {});
     }
-  }
-}
-
-/** True while process `pid` exists. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
