@@ -65,7 +65,6 @@ export type TemplateStatus = "current" | "other-shape" | "stale" | "broken" | "u
 
 export type IsAlive = (pid: number) => boolean;
 
-
 /** The templates and unfinished builds in `dir`, by key. */
 export async function listTemplates(dir: string, isAlive: IsAlive = processAlive): Promise<TemplateListing> {
   let names: string[];
