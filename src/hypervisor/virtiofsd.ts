@@ -3,7 +3,7 @@
  * Debian ships with QEMU 7.2). It listens on its socket before QEMU starts,
  * serves one QEMU, and exits when that QEMU goes away.
  */
-import { rm, stat } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { VmpodError, wrap } from "../common/errors.js";
 import { sleep } from "../common/time.js";
 import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
@@ -79,7 +79,7 @@ export async function stopVirtiofsd(proc: VmProcess, socketPath: string): Promis
 async function waitForSocket(proc: VmProcess, path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    if (await isSocket(path)) return;
+    if (await isListening(path)) return;
     const status = proc.exitStatus;
     if (status) {
       throw new VmpodError("Internal", `virtiofsd ${describeExit(status)}${suffix(proc.stderr())}`);
@@ -99,10 +99,32 @@ function suffix(stderr: string): string {
   return stderr === "" ? "" : `: ${stderr}`;
 }
 
-async function isSocket(path: string): Promise<boolean> {
+/** The flag of a listening socket in /proc/net/unix (__SO_ACCEPTCON). */
+const ACCEPTING = 0x10000;
+
+/**
+ * True once a socket is listening at `path`. The socket file exists a moment
+ * before virtiofsd listens on it, and QEMU connecting in between is refused;
+ * /proc/net/unix says which sockets listen (in this process's network
+ * namespace, which virtiofsd shares). Where it cannot be read, the file
+ * being a socket has to do.
+ */
+export async function isListening(path: string): Promise<boolean> {
   try {
-    return (await stat(path)).isSocket();
+    if (!(await stat(path)).isSocket()) return false;
   } catch {
     return false;
   }
+  let table: string;
+  try {
+    table = await readFile("/proc/net/unix", "utf8");
+  } catch {
+    return true;
+  }
+  // Num RefCount Protocol Flags Type St Inode Path
+  for (const line of table.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length >= 8 && fields.slice(7).join(" ") === path && (Number.parseInt(fields[3] ?? "0", 16) & ACCEPTING) !== 0) return true;
+  }
+  return false;
 }
