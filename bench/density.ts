@@ -9,14 +9,15 @@
  *                      size (what a VM without sharing or holes costs at
  *                      least once touched). Goal ≤ 60 MiB. The note also
  *                      gives the bytes allocated to each pod's copy of the
- *                      template's memory, which PSS shows only where mapped.
+ *                      template's memory (a memfd), which PSS shows only
+ *                      where QEMU has mapped it.
  *   parallel10_ratio   the wall time of 10 pods started at once over one
  *                      pod's start time, in the same run. Goal ≤ 5.
  *
  * The template is built first, untimed. Every pod is stopped and every
  * file removed afterwards.
  */
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BASE_KERNEL_PARAMS, ensureGuestImage } from "../guest/build/index.js";
@@ -82,16 +83,15 @@ export async function run(): Promise<void> {
     vms.length = 0;
     t = performance.now();
     const ids = Array.from({ length: PODS }, (_, i) => `idle${i}`);
-    await Promise.all(ids.map(start));
+    const idle = await Promise.all(ids.map(start));
     const allMs = performance.now() - t;
 
     await sleep(SETTLE_MS);
     const pods: Pss[] = [];
     let copies = 0;
-    for (const id of ids) {
-      const paths = sandboxPaths(config.runtime.stateRoot, id);
-      pods.push(await podPss(paths.root));
-      copies += await stat(join(paths.vmDir, "memory")).then((st) => st.blocks * 512, () => 0);
+    for (const vm of idle) {
+      pods.push(await podPss(sandboxPaths(config.runtime.stateRoot, vm.id).root));
+      copies += await guestRamAllocated(vm.qemuPid);
     }
     const avg = (f: (p: Pss) => number) => pods.reduce((s, p) => s + f(p), 0) / pods.length / 1024;
     emit({
@@ -104,7 +104,7 @@ export async function run(): Promise<void> {
         `goal ≤ 60 MiB; average over ${PODS} idle pods restored from a template under ${accel.accel} (QEMU + virtiofsd), ${SETTLE_MS / 1000} s after start; ` +
         `Pss_Anon ${avg((p) => p.anon).toFixed(1)}, Pss_Shmem ${avg((p) => p.shmem).toFixed(1)}, Pss_File ${avg((p) => p.file).toFixed(1)} MiB; ` +
         `per pod: [${pods.map((p) => Math.round(p.pss / 1024)).join(", ")}]; ` +
-        `each pod's memory copy has ${(copies / PODS / 2 ** 20).toFixed(1)} MiB allocated (RAM when the state root is a tmpfs, mapped or not); floor: the guest's RAM`,
+        `each pod's copy of the template's memory (a memfd) has ${(copies / PODS / 2 ** 20).toFixed(1)} MiB allocated, RAM whether mapped or not; floor: the guest's RAM`,
     });
     emit({
       bench: "density",
@@ -133,4 +133,14 @@ async function podPss(podDir: string): Promise<Pss> {
     total.file += field("Pss_File");
   }
   return total;
+}
+
+/** Bytes allocated to the memfd holding a restored VM's RAM, found among QEMU's descriptors. */
+async function guestRamAllocated(qemuPid: number): Promise<number> {
+  const dir = `/proc/${qemuPid}/fd`;
+  for (const fd of await readdir(dir)) {
+    const target = await readlink(join(dir, fd)).catch(() => "");
+    if (target.startsWith("/memfd:vmpod-guest-ram")) return (await stat(join(dir, fd))).blocks * 512;
+  }
+  return 0;
 }

@@ -9,7 +9,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { VmpodError, failedPrecondition, kindOf, messageOf, wrap } from "../common/errors.js";
-import { run } from "../common/exec.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import { BlockHotplug } from "./block-hotplug.js";
@@ -19,6 +18,7 @@ import { checkSpecFiles } from "./preflight.js";
 import { AdoptedProcess, processRef, type ProcessRef } from "./adopted-process.js";
 import { describeExit, SupervisedProcess, type VmProcess } from "./process.js";
 import { buildQemuArgs, nicDeviceId, nicPorts, passedFds } from "./qemu-args.js";
+import { GuestRam } from "./guest-ram.js";
 import { loadState, saveState } from "./migration.js";
 import { QmpClient } from "./qmp.js";
 import { validateSpec, type VmSpec } from "./spec.js";
@@ -56,6 +56,8 @@ export class QemuHypervisor implements Hypervisor {
   private qmpClient: QmpClient | undefined;
   private hotplug: VirtioFsHotplug | undefined;
   private blocks: BlockHotplug | undefined;
+  /** A restored VM's RAM, held from prepare until QEMU has mapped it. */
+  private guestRam: GuestRam | undefined;
   private stopping: Promise<void> | undefined;
   private cleaning: Promise<void> | undefined;
   private readonly startTimeoutMs: number;
@@ -122,10 +124,11 @@ export class QemuHypervisor implements Hypervisor {
         await rm(spec.runDir, { recursive: true, force: true });
         this.runDirCreated = false;
       });
-      const memory = spec.memoryFile;
-      if (memory?.copyOf !== undefined) {
-        undo.push("remove memory file", () => rm(memory.path, { force: true }));
-        await sparseCopy(memory.copyOf, memory.path, options.signal);
+      const copyOf = spec.memoryFile?.copyOf;
+      if (copyOf !== undefined) {
+        const ram = await GuestRam.copyOf(copyOf, options.signal);
+        this.guestRam = ram;
+        undo.push("close guest ram", () => this.closeGuestRam());
       }
       if (spec.sharedFs && spec.virtiofsd) {
         const fs = spec.sharedFs;
@@ -154,13 +157,16 @@ export class QemuHypervisor implements Hypervisor {
     if (this.stopping || this.cleaning) throw failedPrecondition("start vm: stopped before it started");
     let qemu: SupervisedProcess;
     try {
-      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(spec), stderrPath: qemuStderrPath(spec), passFds: passedFds(spec) });
+      qemu = await SupervisedProcess.spawn({ name: "QEMU", path: spec.qemuPath, args: buildQemuArgs(this.launchSpec(spec)), stderrPath: qemuStderrPath(spec), passFds: passedFds(spec) });
     } catch (err) {
+      this.closeGuestRam();
       throw wrap("start qemu", err);
     }
     this.qemu = qemu;
     try {
       this.qmpClient = await this.connectQmp(spec, qemu, options.signal);
+      // QEMU has mapped the guest's RAM by the time it answers QMP.
+      this.closeGuestRam();
       if (this.stopping || this.cleaning) throw new VmpodError("Canceled", "stopped while starting");
       this.hotplug = new VirtioFsHotplug(spec, this.qmpClient, this.unplugTimeoutMs, new Set(nicPorts(spec).values()));
       this.blocks = new BlockHotplug(spec, this.qmpClient, this.unplugTimeoutMs);
@@ -305,8 +311,20 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   cleanup(): Promise<void> {
+    this.closeGuestRam();
     this.cleaning ??= this.cleanupNow();
     return this.cleaning;
+  }
+
+  /** The spec QEMU is launched with: a restored VM's RAM is the memfd prepared for it. */
+  private launchSpec(spec: VmSpec): VmSpec {
+    const ram = this.guestRam;
+    return ram && spec.memoryFile ? { ...spec, memoryFile: { path: ram.path } } : spec;
+  }
+
+  private closeGuestRam(): void {
+    this.guestRam?.close();
+    this.guestRam = undefined;
   }
 
   /** Polls QMP's socket until QEMU answers; QEMU exiting first is the error. */
@@ -374,18 +392,6 @@ export class QemuHypervisor implements Hypervisor {
       );
     }
     if (failures.length > 0) throw combine("cleanup vm", failures);
-  }
-}
-
-/**
- * Copies a memory file leaving holes where it holds zeros, so that the
- * guest's free pages cost the host nothing until the guest writes them.
- */
-async function sparseCopy(from: string, to: string, signal: AbortSignal | undefined): Promise<void> {
-  try {
-    await run("cp", ["--sparse=always", "--", from, to], signal ? { signal } : {});
-  } catch (err) {
-    throw wrap(`copy memory file ${from}`, err);
   }
 }
 

@@ -92,11 +92,15 @@ export interface NetworkSpec {
  * capability `x-ignore-shared`): the file is the memory.
  */
 export interface MemoryFileSpec {
-  /** The file QEMU maps (created when missing); removed with the run dir when it is inside it. */
+  /**
+   * The file QEMU maps (created when missing; a template's memory); removed
+   * with the run dir when it is inside it. Unused with `copyOf`.
+   */
   readonly path: string;
   /**
-   * A file prepare copies to `path` first, leaving holes where it holds
-   * zeros (a template's memory): the restored VM's RAM.
+   * A file the restored VM's RAM is a copy of (a template's memory): prepare
+   * copies it into a memfd, leaving holes where it holds zeros, which QEMU
+   * maps instead of `path` (guest-ram.ts says why not a file).
    */
   readonly copyOf?: string;
 }

@@ -2,8 +2,8 @@
  * VM templates under real QEMU (TCG here): pods restored from one template
  * built once for concurrent starts run containers, each with its own
  * hostname, a clock set to the host's and random bytes of its own, and
- * guest RAM in a sparse copy of the template's memory that goes with the
- * pod; a restored pod is taken over by a restarted engine; a corrupt
+ * guest RAM in a sparse copy of the template's memory (a memfd QEMU holds
+ * alone once it runs); a restored pod is taken over by a restarted engine; a corrupt
  * template (found by its checksum, or refused by QEMU) means a cold boot; a
  * pod asking for a template not built boots cold while it is built in the
  * background; an aborted warm-up or a closed store stops its build's VM; and
@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync } from "node:fs";
-import { access, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { access, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../../src/common/exec.js";
@@ -142,14 +142,16 @@ describe("VM templates (real QEMU)", function () {
     assert.equal(outs[1]?.[0], "pod-b");
     assert.notEqual(outs[0]?.[2], outs[1]?.[2], "random bytes differ between pods");
     assert.match(outs[0]?.[2] ?? "", /^( [0-9a-f]{2}){16}$/);
-    // Guest RAM: each pod's own copy of the template's memory, its zero pages holes.
-    const memory = join(a.paths.vmDir, "memory");
+    // Guest RAM: each pod's own copy of the template's memory, its zero pages holes, held by its QEMU alone.
+    const [memory, ...more] = await guestRamFds(a.qemuPid);
+    assert.ok(memory !== undefined && more.length === 0, "QEMU holds one memfd for the guest's RAM");
     const st = await stat(memory);
     assert.equal(st.size, fx.config.hypervisor.defaultMemory * 2 ** 20);
     assert.ok(st.blocks * 512 < st.size, `the memory copy is sparse (${st.blocks * 512} of ${st.size} bytes allocated)`);
+    assert.deepEqual(await guestRamFds("self"), [], "vmpod closed its own descriptors of the copies");
+    assert.equal(await exists(join(a.paths.vmDir, "memory")), false, "no memory file under the state root");
     await a.stop();
-    assert.equal(await exists(memory), false, "the pod's memory copy is removed with it");
-    assert.equal(await exists(join(b.paths.vmDir, "memory")), true);
+    assert.equal((await guestRamFds(b.qemuPid)).length, 1);
   });
 
   it("hands a restored pod to a restarted engine, which runs containers in it and stops it with its share's daemon", async () => {
@@ -161,9 +163,8 @@ describe("VM templates (real QEMU)", function () {
     }, fx.logger);
     const vm = await first.boot({ id: "tpl-r", hostname: "pod-r" });
     assert.equal(await bootedCold(vm), false);
-    const record = JSON.parse(await readFile(join(vm.paths.root, "vm.json"), "utf8")) as { spec: { memoryFile?: { path: string } }; handle: { addedShares?: unknown[] } };
+    const record = JSON.parse(await readFile(join(vm.paths.root, "vm.json"), "utf8")) as { handle: { addedShares?: unknown[] } };
     assert.equal(record.handle.addedShares?.length, 1, "the hot-added share is in the VM record");
-    assert.equal(record.spec.memoryFile?.path, join(vm.paths.vmDir, "memory"), "the memory file is in the VM record");
     // The first vmpod goes away: its connections close, the VM runs on.
     vm.agentClient.close();
     made.at(-1)?.qmp?.close();
@@ -174,7 +175,7 @@ describe("VM templates (real QEMU)", function () {
     await again.stop();
     await vm.exited;
     assert.deepEqual(await processesMentioning(vm.paths.root), [], "QEMU and both virtiofsd are gone");
-    assert.equal(await exists(vm.paths.root), false, "its directory and memory copy are removed");
+    assert.equal(await exists(vm.paths.root), false, "its directory is removed");
   });
 
   it("boots cold when the template's state is corrupt, and drops that template", async () => {
@@ -234,7 +235,7 @@ describe("VM templates (real QEMU)", function () {
     assert.equal(await bootedCold(vm), true, "the pod booted cold");
     assert.equal((await runIn(vm, rootfsDir, "c-q", ["hostname"])).trim(), "pod-q");
     assert.ok(!(await readdir(templateDir)).includes(key), "the refused template is removed");
-    assert.equal(await exists(join(vm.paths.vmDir, "memory")), false, "the failed restore's memory copy is removed (the cold VM's RAM is a memfd)");
+    assert.deepEqual(await guestRamFds("self"), [], "the failed restore's memory copy is closed");
   });
 
   it("stops a template build, its VM and its work directory, when the warm-up is aborted or the store closes", async () => {
@@ -301,3 +302,14 @@ describe("VM templates (real QEMU)", function () {
     }
   });
 });
+
+/** The descriptors process `pid` holds on a restored VM's RAM (memfds named vmpod-guest-ram). */
+async function guestRamFds(pid: number | "self"): Promise<string[]> {
+  const dir = `/proc/${pid}/fd`;
+  const found: string[] = [];
+  for (const fd of await readdir(dir)) {
+    const target = await readlink(join(dir, fd)).catch(() => "");
+    if (target.startsWith("/memfd:vmpod-guest-ram")) found.push(join(dir, fd));
+  }
+  return found;
+}
