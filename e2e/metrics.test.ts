@@ -254,10 +254,11 @@ describe("metrics, /healthz and logs end to end (a real daemon in debug mode, VM
     assert.ok(info.stateDir && info.consoleLog?.startsWith(info.stateDir + "/"), "in the pod's own state dir");
     assert.ok(typeof info.qemuPid === "number" && info.qemuPid > 1);
     const file = await readFile(info.consoleLog ?? "", "utf8");
-    assert.match(file, /"msg":"agent listening"/, "the agent's log is in the console file");
+    // "sandbox created": a pod's own line whether its VM booted or was restored from a template (whose agent started before the save).
+    assert.match(file, /"msg":"sandbox created"/, "the agent's log is in the console file");
 
     const copied = await until("the agent's line in the daemon's log", async () =>
-      logLines(daemon.output()).find((l) => l.msg === "guest log" && l.pod === pod && (l.guest as { msg?: string } | undefined)?.msg === "agent listening"),
+      logLines(daemon.output()).find((l) => l.msg === "guest log" && l.pod === pod && (l.guest as { msg?: string } | undefined)?.msg === "sandbox created"),
     );
     assert.equal(copied.level, "debug");
     assert.equal(copied.component, "guest");

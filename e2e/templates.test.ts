@@ -22,7 +22,6 @@ import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.j
 import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
 import { connectSpdy, forwardOnce } from "../test/helpers/streaming/spdy-client.js";
 import { runWsCommand } from "../test/helpers/streaming/ws-client.js";
-import { sharedTemplatesDir } from "../test/helpers/templates-dir.js";
 import { podNetnses, sh, until } from "./helpers.js";
 import { startDaemon, type Daemon } from "./daemon.js";
 import { forwardIntoNetns, type Forward } from "./netns-forward.js";
@@ -97,6 +96,7 @@ describe("VM templates end to end (pods restored from one template through CRI)"
   let pods: Promise<[TemplatePod, TemplatePod]> | undefined;
   // How much the daemon had printed when the two pods were asked for.
   let outputBeforePods = 0;
+  const templatesDir = () => join(dir, "templates");
 
   before(async () => {
     netnsBefore = await podNetnses();
@@ -116,7 +116,11 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     registry = await startRegistry();
     image = await pushBusybox(registry, { repository: "e2e/busybox", tag: "tpl" });
     forward = await forwardIntoNetns(node, Number(registry.host.split(":")[1]), dir);
-    daemon = await startDaemon({ netns: node, extraToml: `[cni]\nconf_dir = "${confDir}"\nbin_dirs = ["/usr/lib/cni"]\ncache_dir = "${join(dir, "cni")}"\n` });
+    // Templates of its own, not the run's shared ones: what this daemon builds is what the tests count.
+    daemon = await startDaemon({
+      netns: node,
+      extraToml: `[cni]\nconf_dir = "${confDir}"\nbin_dirs = ["/usr/lib/cni"]\ncache_dir = "${join(dir, "cni")}"\n[factory]\ntemplate_path = "${templatesDir()}"\n`,
+    });
     await daemon.client.images.pullImage({ image: { image: image.reference } });
   });
 
@@ -301,7 +305,7 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     const stateFiles = (await readdir(state, { recursive: true, withFileTypes: true })).filter((e) => !e.isDirectory()).map((e) => join(e.parentPath, e.name));
     assert.deepEqual(stateFiles, [], "no record, socket or other file is left in the daemon's state");
     assert.deepEqual(await processesMentioning(state), [], "no QEMU or virtiofsd of a pod is left");
-    assert.deepEqual(await processesMentioning(sharedTemplatesDir()), [], "no QEMU of the template's build or of a restore is left");
+    assert.deepEqual(await processesMentioning(templatesDir()), [], "no QEMU of the template's build or of a restore is left");
     assert.deepEqual((await mountPoints()).filter((m) => m.startsWith(daemon.root + "/")), [], "no mount under the daemon's directory is left");
   });
 });
