@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BASE_KERNEL_PARAMS, ensureGuestImage, type GuestImage } from "../../guest/build/index.js";
 import { createLogger, type Logger, silentLogger } from "../../src/common/log.js";
+import { unmountTree } from "../../src/common/mount.js";
+import { killProcessesMentioning } from "../../src/common/processes.js";
 import { defaultConfig } from "../../src/config/defaults.js";
 import type { Config } from "../../src/config/types.js";
 import { chooseAccel, hostTscKhz } from "../../src/hypervisor/accel.js";
@@ -79,6 +81,10 @@ export async function vmFixture(options: { configure?: (config: Config) => Confi
     },
     async dispose() {
       await fixture.release(false, "");
+      // A VM a failed test booted through the engine itself (not `boot`) is not the fixture's to stop: end it anyway.
+      const killed = await killProcessesMentioning(root);
+      if (killed.length > 0) process.stderr.write(`      vm fixture: killed ${killed.length} process(es) left under ${root}\n`);
+      await unmountTree(root);
       await rm(root, { recursive: true, force: true });
     },
   };
