@@ -16,17 +16,14 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { assertNothingLeft } from "../test/helpers/leaks.js";
-import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
-import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
+import type { PushedImage } from "../test/helpers/registry/images.js";
 import { families, parseExposition, valueOf, VMPOD_FAMILIES, type Sample } from "../test/unit/metrics/samples.js";
-import { podNetnses, sh, until } from "./helpers.js";
-import { startDaemon, type Daemon } from "./daemon.js";
-import { forwardIntoNetns, type Forward } from "./netns-forward.js";
+import { startCniNode, type CniNode } from "./cni-node.js";
+import type { Daemon } from "./daemon.js";
+import { sh, until } from "./helpers.js";
 
 /** The daemon's log lines that are JSON objects. */
 function logLines(output: string): Record<string, unknown>[] {
@@ -43,39 +40,22 @@ function logLines(output: string): Record<string, unknown>[] {
 describe("metrics, /healthz and logs end to end (a real daemon in debug mode, VM pods with CNI)", function () {
   this.timeout(900_000);
   const tag = randomBytes(3).toString("hex");
-  const node = `vmpodtest-metrics-${tag}`;
-  const subnet = `10.251.${randomBytes(1)[0] ?? 9}`;
-  let dir: string;
-  let registry: RunningRegistry;
+  let cniNode: CniNode | undefined;
+  let node: string;
   let image: PushedImage;
   let daemon: Daemon;
-  let forward: Forward | undefined;
-  let netnsBefore: string[];
   let address: string;
 
   before(async () => {
-    netnsBefore = await podNetnses();
-    dir = await mkdtemp(join(tmpdir(), "vmpod-e2e-metrics-"));
-    const confDir = join(dir, "net.d");
-    await mkdir(confDir);
-    await writeFile(
-      join(confDir, "10-metrics.conflist"),
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: `vmpod-metrics-${tag}`,
-        plugins: [{ type: "bridge", bridge: `vmpm${tag}`, isGateway: true, ipam: { type: "host-local", dataDir: join(dir, "ipam"), ranges: [[{ subnet: `${subnet}.0/24` }]], routes: [{ dst: "0.0.0.0/0" }] } }],
-      }),
-    );
-    await sh("ip", ["netns", "add", node]);
-    await sh("ip", ["-n", node, "link", "set", "lo", "up"]);
-    registry = await startRegistry();
-    image = await pushBusybox(registry, { repository: "e2e/busybox", tag: "metrics" });
-    forward = await forwardIntoNetns(node, Number(registry.host.split(":")[1]), dir);
-    daemon = await startDaemon({
-      netns: node,
+    cniNode = await startCniNode({
+      name: "metrics",
+      bridgePrefix: "vmpm",
+      subnetBase: "10.251",
+      defaultRoute: true,
       runtimeToml: "enable_debug = true",
-      extraToml: `[metrics]\naddress = "127.0.0.1:0"\n[cni]\nconf_dir = "${confDir}"\nbin_dirs = ["/usr/lib/cni"]\ncache_dir = "${join(dir, "cni")}"\n`,
+      extraToml: () => `[metrics]\naddress = "127.0.0.1:0"\n`,
     });
+    ({ node, image, daemon } = cniNode);
     // Port 0: the daemon says which port it took.
     address = await until("the metrics address in the daemon's log", async () => {
       const line = logLines(daemon.output()).find((l) => l.msg === "metrics listening");
@@ -84,14 +64,7 @@ describe("metrics, /healthz and logs end to end (a real daemon in debug mode, VM
   });
 
   after(async () => {
-    const root = daemon?.root;
-    await daemon?.dispose();
-    await forward?.close();
-    await registry?.stop();
-    await sh("ip", ["netns", "del", node]).catch(() => undefined);
-    if (dir) await rm(dir, { recursive: true, force: true });
-    if (root) await assertNothingLeft(root);
-    assert.deepEqual((await podNetnses()).filter((n) => !netnsBefore.includes(n)), [], "no pod network namespace is left");
+    await cniNode?.dispose();
   });
   afterEach(function () {
     if (this.currentTest?.state === "failed") process.stderr.write(`daemon output:\n${daemon.output().slice(-8000)}\n`);

@@ -10,67 +10,18 @@
  * is left.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import net from "node:net";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { mountPoints } from "../src/common/mount.js";
 import { assertNothingLeft, processesMentioning } from "../test/helpers/leaks.js";
-import { pushBusybox, type PushedImage } from "../test/helpers/registry/images.js";
-import { startRegistry, type RunningRegistry } from "../test/helpers/registry/server.js";
+import type { PushedImage } from "../test/helpers/registry/images.js";
 import { connectSpdy, forwardOnce } from "../test/helpers/streaming/spdy-client.js";
 import { runWsCommand } from "../test/helpers/streaming/ws-client.js";
+import { startCniNode, type CniNode } from "./cni-node.js";
+import type { Daemon } from "./daemon.js";
 import { podNetnses, sh, until } from "./helpers.js";
-import { startDaemon, type Daemon } from "./daemon.js";
-import { forwardIntoNetns, type Forward } from "./netns-forward.js";
-
-/**
- * The daemon's streaming server listens on the loopback of the namespace
- * standing for the node; this makes a streaming URL reachable from the
- * test's: a listener on the test's loopback passes each connection over a
- * unix socket to a relay in the namespace, which connects to the URL's port.
- */
-async function streamingRelay(netns: string, url: string, dir: string): Promise<{ readonly url: string; close(): Promise<void> }> {
-  const target = new URL(url);
-  const socketPath = join(dir, `relay-${target.port}.sock`);
-  const script = `
-    const net = require("node:net");
-    net.createServer((c) => {
-      const u = net.connect(${Number(target.port)}, ${JSON.stringify(target.hostname)});
-      c.pipe(u).pipe(c);
-      c.on("error", () => u.destroy());
-      u.on("error", () => c.destroy());
-    }).listen(${JSON.stringify(socketPath)}, () => process.stdout.write("ready\\n"));`;
-  const child = spawn("ip", ["netns", "exec", netns, process.execPath, "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`the relay in ${netns} exited with ${code}`)));
-    child.stdout?.once("data", () => resolve());
-  });
-  const local = net.createServer((c) => {
-    const upstream = net.connect(socketPath);
-    c.pipe(upstream).pipe(c);
-    c.on("error", () => upstream.destroy());
-    upstream.on("error", () => c.destroy());
-  });
-  await new Promise<void>((resolve, reject) => local.once("error", reject).listen(0, "127.0.0.1", resolve));
-  const relayed = new URL(url);
-  relayed.host = `127.0.0.1:${(local.address() as net.AddressInfo).port}`;
-  return {
-    url: relayed.toString(),
-    async close() {
-      child.removeAllListeners("exit");
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGKILL");
-        await exited;
-      }
-      await new Promise<void>((resolve) => local.close(() => resolve()));
-      await rm(socketPath, { force: true });
-    },
-  };
-}
+import { reachFromTest } from "./netns-forward.js";
 
 /** A template pod as the tests know it: its id, its container, its address. */
 interface TemplatePod {
@@ -83,15 +34,12 @@ interface TemplatePod {
 describe("VM templates end to end (pods restored from one template through CRI)", function () {
   this.timeout(900_000);
   const tag = randomBytes(3).toString("hex");
-  const node = `vmpodtest-tpl-${tag}`;
-  const bridge = `vmpt${tag}`;
-  const subnetPrefix = `10.253.${randomBytes(1)[0] ?? 9}`;
+  let cniNode: CniNode | undefined;
+  let node: string;
   let dir: string;
-  let registry: RunningRegistry;
+  let subnetPrefix: string;
   let image: PushedImage;
   let daemon: Daemon;
-  let forward: Forward | undefined;
-  let netnsBefore: string[];
   // The two pods, started by the first test that needs them (every test may run alone).
   let pods: Promise<[TemplatePod, TemplatePod]> | undefined;
   // How much the daemon had printed when the two pods were asked for.
@@ -99,40 +47,19 @@ describe("VM templates end to end (pods restored from one template through CRI)"
   const templatesDir = () => join(dir, "templates");
 
   before(async () => {
-    netnsBefore = await podNetnses();
-    dir = await mkdtemp(join(tmpdir(), "vmpod-e2e-tpl-"));
-    const confDir = join(dir, "net.d");
-    await mkdir(confDir);
-    await writeFile(
-      join(confDir, "10-e2e.conflist"),
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: `vmpod-e2e-tpl-${tag}`,
-        plugins: [{ type: "bridge", bridge, isGateway: true, ipam: { type: "host-local", dataDir: join(dir, "ipam"), ranges: [[{ subnet: `${subnetPrefix}.0/24` }]] } }],
-      }),
-    );
-    await sh("ip", ["netns", "add", node]);
-    await sh("ip", ["-n", node, "link", "set", "lo", "up"]);
-    registry = await startRegistry();
-    image = await pushBusybox(registry, { repository: "e2e/busybox", tag: "tpl" });
-    forward = await forwardIntoNetns(node, Number(registry.host.split(":")[1]), dir);
-    // Templates of its own, not the run's shared ones: what this daemon builds is what the tests count.
-    daemon = await startDaemon({
-      netns: node,
-      extraToml: `[cni]\nconf_dir = "${confDir}"\nbin_dirs = ["/usr/lib/cni"]\ncache_dir = "${join(dir, "cni")}"\n[factory]\ntemplate_path = "${templatesDir()}"\n`,
+    cniNode = await startCniNode({
+      name: "tpl",
+      bridgePrefix: "vmpt",
+      subnetBase: "10.253",
+      // Templates of its own, not the run's shared ones: what this daemon builds is what the tests count.
+      extraToml: (nodeDir) => `[factory]\ntemplate_path = "${join(nodeDir, "templates")}"\n`,
     });
+    ({ node, dir, subnetPrefix, image, daemon } = cniNode);
     await daemon.client.images.pullImage({ image: { image: image.reference } });
   });
 
   after(async () => {
-    const root = daemon?.root;
-    await daemon?.dispose();
-    await forward?.close();
-    await registry?.stop();
-    await sh("ip", ["netns", "del", node]).catch(() => undefined);
-    if (dir) await rm(dir, { recursive: true, force: true });
-    if (root) await assertNothingLeft(root);
-    assert.deepEqual((await podNetnses()).filter((n) => !netnsBefore.includes(n)), [], "no pod network namespace is left");
+    await cniNode?.dispose();
   });
 
   afterEach(function () {
@@ -251,7 +178,7 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     assert.match(log, /^\S+ stdout F serving tpl-a$/m);
 
     const { url: wsUrl } = await rt().exec({ containerId: a.container, cmd: ["sh", "-c", "cat; echo done >&2"], stdin: true, stdout: true, stderr: true });
-    const execRelay = await streamingRelay(node, wsUrl, dir);
+    const execRelay = await reachFromTest(node, wsUrl, dir);
     try {
       const ws = await runWsCommand(execRelay.url, { stdin: "into a restored vm\n" });
       assert.equal(ws.channels.get(1), "into a restored vm\n");
@@ -261,7 +188,7 @@ describe("VM templates end to end (pods restored from one template through CRI)"
     }
 
     const { url: pfUrl } = await rt().portForward({ podSandboxId: a.id, port: [80] });
-    const pfRelay = await streamingRelay(node, pfUrl, dir);
+    const pfRelay = await reachFromTest(node, pfUrl, dir);
     const conn = await connectSpdy(pfRelay.url, ["portforward.k8s.io"]);
     try {
       const answer = await forwardOnce(conn.session, "1", 80, "GET / HTTP/1.0\r\n\r\n");
