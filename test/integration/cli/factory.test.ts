@@ -8,7 +8,6 @@
  * known one. Nothing is left afterwards.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,42 +17,9 @@ import { mountPoints } from "../../../src/common/mount.js";
 import type { GuestImage } from "../../../guest/build/index.js";
 import { processesMentioning } from "../../helpers/leaks.js";
 import { guestImage } from "../../helpers/vm-fixture.js";
+import { runVmpod, startVmpod, type VmpodRun } from "../../helpers/vmpod-cli.js";
 
-const REPO = join(import.meta.dirname, "../../..");
 const QEMU = "/usr/bin/qemu-system-x86_64";
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-interface Running {
-  readonly child: ChildProcess;
-  readonly output: () => { stdout: string; stderr: string };
-  readonly exited: Promise<number | null>;
-}
-
-/** `vmpod ARGS` as a process. */
-function start(args: readonly string[]): Running {
-  const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "src/main.ts"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve(code));
-  });
-  return { child, output: () => ({ stdout, stderr }), exited };
-}
-
-/** `vmpod ARGS` to its end. */
-async function vmpod(args: readonly string[]): Promise<Run> {
-  const running = start(args);
-  const code = await running.exited;
-  return { code, ...running.output() };
-}
 
 /** Waits until `ready` holds, polling; fails with `what` when `gone` says it never will. */
 async function until(what: string, ready: () => Promise<boolean>, gone: () => boolean): Promise<void> {
@@ -122,7 +88,7 @@ template_path = "${templates}"
   });
 
   it("a daemon stopped while it builds its template stops the build's VM", async () => {
-    const daemon = start(["serve", "--config", configPath]);
+    const daemon = startVmpod(["serve", "--config", configPath]);
     let ended = false;
     void daemon.exited.then(() => (ended = true));
     try {
@@ -139,7 +105,7 @@ template_path = "${templates}"
   });
 
   it("an interrupted factory build stops its VM", async () => {
-    const build = start(["factory", "build", "--config", configPath]);
+    const build = startVmpod(["factory", "build", "--config", configPath]);
     let ended = false;
     void build.exited.then(() => (ended = true));
     await until("factory build starts its template VM", async () => (await processesMentioning(templates)).some((p) => p.includes(QEMU)), () => ended);
@@ -150,7 +116,7 @@ template_path = "${templates}"
   });
 
   it("the daemon's template is the one env and show name as current; factory build waits for it, then finds it; destroy removes it", async () => {
-    const env0 = await vmpod(["env", "--no-digests", "--config", configPath]);
+    const env0 = await runVmpod(["env", "--no-digests", "--config", configPath]);
     assert.equal(env0.code, 0, env0.stderr);
     const factory0 = (JSON.parse(JSON.stringify(parse(env0.stdout))) as Doc).factory;
     assert.equal(factory0?.in_use, true);
@@ -160,13 +126,13 @@ template_path = "${templates}"
     assert.match(key, /^[0-9a-f]{16}$/);
 
     // The daemon builds it at start; a factory build meanwhile waits for that build instead of making another.
-    const daemon = start(["serve", "--config", configPath]);
+    const daemon = startVmpod(["serve", "--config", configPath]);
     let ended = false;
     void daemon.exited.then(() => (ended = true));
-    let built: Run;
+    let built: VmpodRun;
     try {
       await until("the daemon builds its template", async () => (await processesMentioning(templates)).some((p) => p.includes(QEMU)), () => ended);
-      built = await vmpod(["factory", "build", "--config", configPath]);
+      built = await runVmpod(["factory", "build", "--config", configPath]);
       assert.match(daemon.output().stderr, new RegExp(`"msg":"default vm template ready","component":"templates","template":"${key}","ms":\\d+`));
     } finally {
       daemon.child.kill("SIGTERM");
@@ -186,34 +152,34 @@ template_path = "${templates}"
     assert.equal(lines[3], `  built at:   ${manifest.builtAt}`);
     assert.deepEqual(await readdir(templates), [key]);
 
-    const again = await vmpod(["factory", "build", "--config", configPath]);
+    const again = await runVmpod(["factory", "build", "--config", configPath]);
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout.split("\n")[0], `vm template ${key} was already built for 1 vCPU, 256 MiB`);
     assert.match(again.stdout, new RegExp(`built at: {3}${manifest.builtAt.replace(/\./g, "\\.")}`), "the same template, not a new one");
 
-    const env1 = await vmpod(["env", "--no-digests", "--config", configPath]);
+    const env1 = await runVmpod(["env", "--no-digests", "--config", configPath]);
     const factory1 = (JSON.parse(JSON.stringify(parse(env1.stdout))) as Doc).factory;
     assert.deepEqual(
       { in_use: factory1?.in_use, current_key: factory1?.current_key, templates: factory1?.templates, current_built: factory1?.current_built },
       { in_use: true, current_key: key, templates: 1, current_built: true },
     );
 
-    const show = await vmpod(["factory", "show", "--config", configPath]);
+    const show = await runVmpod(["factory", "show", "--config", configPath]);
     assert.equal(show.code, 0, show.stderr);
     assert.match(show.stdout, /^vm templates: in use\n/);
     assert.match(show.stdout, new RegExp(`^default shape \\(1 vCPU, 256 MiB\\): template ${key}, built$`, "m"));
     assert.match(show.stdout, new RegExp(`^${key} +\\d+\\.\\d (MiB|GiB) +\\d+\\.\\d (MiB|GiB) +${manifest.builtAt.replace(/\./g, "\\.")} +\\d+\\.\\d s +current$`, "m"));
 
-    const unknown = await vmpod(["factory", "destroy", "0123456789abcdef", "--config", configPath]);
+    const unknown = await runVmpod(["factory", "destroy", "0123456789abcdef", "--config", configPath]);
     assert.equal(unknown.code, 1);
     assert.match(unknown.stdout, new RegExp(`^no template 0123456789abcdef in ${templates} \\(there are: ${key}\\)$`, "m"));
     assert.deepEqual(await readdir(templates), [key], "nothing removed");
 
-    const destroyed = await vmpod(["factory", "destroy", key, "--config", configPath]);
+    const destroyed = await runVmpod(["factory", "destroy", key, "--config", configPath]);
     assert.equal(destroyed.code, 0, destroyed.stderr);
     assert.equal(destroyed.stdout, `removed template ${key}\n`);
     assert.deepEqual(await readdir(templates), []);
-    const show2 = await vmpod(["factory", "show", "--config", configPath]);
+    const show2 = await runVmpod(["factory", "show", "--config", configPath]);
     assert.match(show2.stdout, new RegExp(`template ${key}, not built\nno templates\n$`));
   });
 });

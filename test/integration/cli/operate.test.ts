@@ -7,53 +7,23 @@
  */
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { runChecks } from "../../../src/cli/check.js";
 import { hostProbe } from "../../../src/cli/host-probe.js";
-import { exists } from "../../../src/common/fs.js";
+import { exists, sha256File } from "../../../src/common/fs.js";
 import { mountPoints } from "../../../src/common/mount.js";
 import { loadConfigFile } from "../../../src/config/load.js";
 import { createCriClient } from "../../../src/cri/client.js";
 import type { GuestImage } from "../../../guest/build/index.js";
 import { guestImage } from "../../helpers/vm-fixture.js";
 import { processesMentioning } from "../../helpers/leaks.js";
+import { runVmpod } from "../../helpers/vmpod-cli.js";
 
 const REPO = join(import.meta.dirname, "../../..");
 const QEMU = "/usr/bin/qemu-system-x86_64";
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** `vmpod ARGS` as a process, to its end. */
-function vmpod(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "src/main.ts"), ...args], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function sha256(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    createReadStream(path)
-      .on("data", (c) => hash.update(c))
-      .on("error", reject)
-      .on("end", () => resolve(hash.digest("hex")));
-  });
-}
 
 describe("vmpod check, env, config paths and SIGHUP on this host", function () {
   this.timeout(5 * 60_000);
@@ -131,7 +101,7 @@ enable = false
     assert.equal(line("state root")[0]?.verdict, "ok");
     assert.match(line("state root")[0]?.detail ?? "", new RegExp(`\\(on ${root}\\)`), "measured on the nearest existing directory");
 
-    const run = await vmpod(["check", "--config", configPath]);
+    const run = await runVmpod(["check", "--config", configPath]);
     const failed = run.stdout.split("\n").filter((l) => l.startsWith("FAIL"));
     assert.equal(run.code, failed.length === 0 ? 0 : 1, run.stdout);
     assert.deepEqual(failed, [], "this host can run VM pods");
@@ -142,17 +112,17 @@ enable = false
   it("check and serve refuse a missing kernel, naming the key, the file and the line", async () => {
     const bad = join(root, "bad.toml");
     await writeFile(bad, configText({ kernel: join(root, "no-such-vmlinux") }));
-    const check = await vmpod(["check", "--config", bad]);
+    const check = await runVmpod(["check", "--config", bad]);
     assert.equal(check.code, 1);
     assert.match(check.stdout, new RegExp(`^FAIL  file: ${bad}:3: hypervisor\\.qemu\\.kernel: guest kernel ${root}/no-such-vmlinux is not found \\(needed by the vm handler vmpod\\)$`, "m"));
     assert.match(check.stdout, /\nthis host cannot run VM pods: 1 problem\n$/);
-    const serve = await vmpod(["serve", "--config", bad]);
+    const serve = await runVmpod(["serve", "--config", bad]);
     assert.equal(serve.code, 1);
     assert.match(serve.stderr, new RegExp(`"level":"error","msg":"${bad}:3: hypervisor\\.qemu\\.kernel: guest kernel`));
     assert.equal(await exists(join(root, "vmpod.sock")), false, "nothing started");
     const syntax = join(root, "syntax.toml");
     await writeFile(syntax, "[runtime]\nlog_level = info\n");
-    const broken = await vmpod(["check", "--config", syntax]);
+    const broken = await runVmpod(["check", "--config", syntax]);
     assert.equal(broken.code, 1);
     assert.match(broken.stdout, new RegExp(`^FAIL  configuration: ${syntax}:2:\\d+: not valid TOML`, "m"));
   });
@@ -160,7 +130,7 @@ enable = false
   it("env prints TOML that reflects the configuration and the host", async () => {
     const q35 = join(root, "q35.toml");
     await writeFile(q35, configText({ machine: "q35" }));
-    const run = await vmpod(["env"], { ...process.env, VMPOD_CONFIG: q35 });
+    const run = await runVmpod(["env"], { ...process.env, VMPOD_CONFIG: q35 });
     assert.equal(run.code, 0, run.stderr);
     const doc = JSON.parse(JSON.stringify(parse(run.stdout))) as Record<string, Record<string, unknown>>;
     assert.equal(doc.runtime?.config_path, q35);
@@ -173,7 +143,7 @@ enable = false
       assert.equal(doc.hypervisor?.accel, "tcg");
       assert.match(String(doc.hypervisor?.accel_reason), /kvm_pvm/);
     }
-    assert.deepEqual(doc.initrd, { path: image.initrd, present: true, size: (await import("node:fs")).statSync(image.initrd).size, sha256: await sha256(image.initrd) });
+    assert.deepEqual(doc.initrd, { path: image.initrd, present: true, size: (await import("node:fs")).statSync(image.initrd).size, sha256: await sha256File(image.initrd) });
     assert.equal(doc.guest_build?.hash, image.hash);
     assert.equal(doc.network?.conf_dir, join(root, "net.d"));
     assert.equal(doc.host?.kernel, release());
@@ -185,14 +155,14 @@ enable = false
   it("config paths lists the places in order and marks the one in force", async () => {
     const env = { ...process.env };
     delete env.VMPOD_CONFIG;
-    const run = await vmpod(["config", "paths", "--config", configPath], env);
+    const run = await runVmpod(["config", "paths", "--config", configPath], env);
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trimEnd().split("\n");
     assert.match(lines[0] ?? "", new RegExp(`^\\* --config +${configPath} +exists, in force$`));
     assert.match(lines[1] ?? "", /^ {2}VMPOD_CONFIG +- +not set$/);
     assert.match(lines[2] ?? "", /^ {2}system +\/etc\/vmpod\/configuration\.toml +(missing|exists)$/);
     assert.match(lines[3] ?? "", new RegExp(`^ {2}packaged +${join(REPO, "config/configuration.toml")} +exists$`));
-    const missing = await vmpod(["config", "paths", "--config", join(root, "nope.toml")], env);
+    const missing = await runVmpod(["config", "paths", "--config", join(root, "nope.toml")], env);
     assert.equal(missing.code, 1);
     assert.match(missing.stdout, /^error: --config names .*nope\.toml, which does not exist$/m);
   });
