@@ -13,7 +13,6 @@ import type { OciProcess, OciResources, OciSpec } from "../common/oci-spec.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
 import type { AgentClient } from "../agent/client.js";
-import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { ContainerStats } from "../agent/translate.js";
 import type { RootfsLayers } from "../image/types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
@@ -23,7 +22,7 @@ import { LayerDisks } from "./layer-disks.js";
 import { containerGuestBlockRootfs, containerGuestRootfs, containerHostDir, containerHostRootfs, GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
 import { openProcessIo, type ProcessIo } from "./process-io.js";
 import { restoreVm, type PodVmRestoreOptions } from "./template-restore.js";
-import { connectToAgent, withConsole } from "./vm-agent.js";
+import { connectToAgent, withConsole, type PodVmOptions } from "./vm-agent.js";
 import { loadVmRecord, saveVmRecord } from "./vm-record.js";
 
 /** What taking over a running pod VM needs (its spec and processes are read from the pod's directory). */
@@ -31,23 +30,6 @@ export interface ReattachOptions {
   readonly id: string;
   readonly paths: SandboxPaths;
   readonly hypervisor: Hypervisor;
-  readonly agentDialTimeoutMs: number;
-  readonly agentCallTimeoutMs: number;
-  readonly logger: Logger;
-  readonly signal?: AbortSignal;
-}
-
-export interface PodVmOptions {
-  readonly id: string;
-  readonly paths: SandboxPaths;
-  /** The VM to launch; its run dir must be `paths.vmDir`, its share `paths.sharedDir`. */
-  readonly spec: VmSpec;
-  readonly hypervisor: Hypervisor;
-  readonly hostname: string;
-  /** Lines of the guest's /etc/resolv.conf. */
-  readonly dns?: readonly string[];
-  /** The guest's network interface and routes (its NIC is in the spec). */
-  readonly network?: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] };
   readonly agentDialTimeoutMs: number;
   readonly agentCallTimeoutMs: number;
   readonly logger: Logger;

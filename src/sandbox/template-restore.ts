@@ -12,7 +12,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { VmpodError, kindOf, messageOf, wrap } from "../common/errors.js";
-import type { Logger } from "../common/log.js";
 import { makeSharedMountPoint, unmountTree } from "../common/mount.js";
 import { Rollback } from "../common/rollback.js";
 import { sleep } from "../common/time.js";
@@ -20,34 +19,20 @@ import type { AgentClient } from "../agent/client.js";
 import type { InterfaceConfig, RouteConfig } from "../agent/network-types.js";
 import type { Hypervisor, VmExit } from "../hypervisor/hypervisor.js";
 import type { VmSpec } from "../hypervisor/spec.js";
-import { GUEST_SHARED_DIR, SHARED_FS_TAG, type SandboxPaths } from "./layout.js";
-import { connectToAgent, withConsole } from "./vm-agent.js";
+import { GUEST_SHARED_DIR, SHARED_FS_TAG } from "./layout.js";
+import { connectToAgent, withConsole, type PodVmOptions } from "./vm-agent.js";
 import { saveVmRecord } from "./vm-record.js";
 
-export interface PodVmRestoreOptions {
-  readonly id: string;
-  readonly paths: SandboxPaths;
-  /**
-   * The template's shape launched for this pod: `incoming` and `paused`,
-   * shared memory and hot-plug ports, no share and no network card; its run
-   * dir `paths.vmDir`.
-   */
-  readonly spec: VmSpec;
-  readonly hypervisor: Hypervisor;
+/**
+ * A pod's VM restored from a template: its spec is the template's shape
+ * launched for this pod (`incoming` and `paused`, shared memory and hot-plug
+ * ports, no share; the network card of the interface's MAC, if any, given
+ * with `hotplug`, its tap on the command line).
+ */
+export interface PodVmRestoreOptions extends PodVmOptions {
   /** The template's saved state, and its key (kept in the VM record). */
   readonly stateFile: string;
   readonly template: string;
-  readonly hostname: string;
-  readonly dns?: readonly string[];
-  /**
-   * The guest's network interface and routes; the spec's network card of
-   * the same MAC is given with `hotplug` (its tap on the command line).
-   */
-  readonly network?: { readonly nic: InterfaceConfig; readonly routes: readonly RouteConfig[] };
-  readonly agentDialTimeoutMs: number;
-  readonly agentCallTimeoutMs: number;
-  readonly logger: Logger;
-  readonly signal?: AbortSignal;
 }
 
 export interface RestoredVm {
