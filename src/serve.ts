@@ -32,7 +32,7 @@ import type { VmObserver } from "./sandbox/observer.js";
 import { PodManager } from "./sandbox/pod-manager.js";
 import { RuncController } from "./sandbox/runc/controller.js";
 import { specBuilder } from "./sandbox/spec-from-request.js";
-import { defaultTemplateKey, stopBuildsOf } from "./sandbox/template-admin.js";
+import { defaultTemplateKey } from "./sandbox/template-admin.js";
 import { VmController } from "./sandbox/vm-controller.js";
 
 export async function engineFor(config: Config, logger: Logger, observer?: VmObserver): Promise<VmEngine> {
@@ -110,7 +110,7 @@ export async function serve(
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => resolve(sig));
   });
   // Started once the signals are ours, so that a stop can always end the build's VM.
-  const warmUp = warmUpInBackground(engine, config.factory.templatePath, sandboxLogger.child({ component: "templates" }));
+  const warmUp = warmUpInBackground(engine, sandboxLogger.child({ component: "templates" }));
   const signal = await stopRequested;
   logger.info("shutting down; pods keep running", { signal });
   criReady = false;
@@ -132,7 +132,7 @@ export async function serve(
  * (pods start builds of their own shapes too) with its VM: a template VM
  * never outlives the daemon, unlike pods.
  */
-function warmUpInBackground(engine: VmEngine, templatePath: string, logger: Logger): { stop(): Promise<void> } {
+function warmUpInBackground(engine: VmEngine, logger: Logger): { stop(): Promise<void> } {
   const templates = engine.templates;
   if (!templates) return { stop: () => Promise.resolve() };
   const abort = new AbortController();
@@ -154,10 +154,6 @@ function warmUpInBackground(engine: VmEngine, templatePath: string, logger: Logg
       abort.abort(new VmpodError("Canceled", "the daemon is shutting down"));
       await done;
       await templates.close();
-      // What the store did not stop (it cannot have, but a template VM left
-      // running would outlive the daemon): this process's build directories.
-      const stopped = await stopBuildsOf(templatePath, process.pid);
-      if (stopped.length > 0) logger.warn("stopped vm template builds the store left at shutdown", { builds: stopped });
     },
   };
 }

@@ -15,7 +15,7 @@
 import { messageOf } from "../common/errors.js";
 import type { Config } from "../config/types.js";
 import { templatesUnusable, type VmEngine } from "../sandbox/engine.js";
-import { defaultTemplateKey, destroyTemplates, listTemplates, stopBuildsOf, templateStatus, waitForOthersBuilding, type IsAlive, type TemplateEntry, type TemplateListing } from "../sandbox/template-admin.js";
+import { defaultTemplateKey, destroyTemplates, listTemplates, templateStatus, waitForOthersBuilding, type IsAlive, type TemplateEntry, type TemplateListing } from "../sandbox/template-admin.js";
 import type { TemplateKey } from "../sandbox/template-key.js";
 
 /** What `vmpod env` says under [factory]. */
@@ -142,8 +142,8 @@ async function build(deps: FactoryDeps): Promise<number> {
     built = await engine.warmUp(deps.signal);
   } catch (err) {
     if (!deps.signal?.aborted) throw err;
-    // The store stops the build it was asked for; anything of this process's still building stops here, before it exits.
-    await stopBuildsOf(config.factory.templatePath, process.pid);
+    // The store has stopped the build it was asked for; closing it stops any other before this process exits.
+    await engine.templates?.close();
     out(`interrupted: ${messageOf(err)}; nothing of this build is left running\n`);
     return 1;
   }

@@ -205,27 +205,3 @@ export async function waitForOthersBuilding(dir: string, key: string, options: {
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
   }
 }
-
-/**
- * Stops the builds process `pid` (this one) has under way in `dir`: kills
- * the QEMU (and its helpers) of each, and waits until the store, seeing
- * its VM gone, has removed the build's directory; after `timeoutMs` the
- * directories are removed here. Returns the builds that were stopped.
- */
-export async function stopBuildsOf(dir: string, pid: number, timeoutMs = 30_000): Promise<string[]> {
-  const own = async () => (await listTemplates(dir, () => true)).unfinished.filter((u) => u.pid === pid);
-  const stopped = new Set<string>();
-  const deadline = Date.now() + timeoutMs;
-  for (let builds = await own(); builds.length > 0; builds = await own()) {
-    for (const u of builds) {
-      stopped.add(u.name);
-      await killProcessesMentioning(u.path, 2_000);
-    }
-    if (Date.now() > deadline) {
-      for (const u of builds) await rm(u.path, { recursive: true, force: true });
-      break;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return [...stopped];
-}

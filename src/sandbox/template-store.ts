@@ -134,6 +134,8 @@ export class TemplateStore {
       if (!(await this.present(dir))) {
         let build = this.building.get(key);
         if (!build) {
+          // Checked again here, with no wait before the build is registered: close() may have come meanwhile.
+          if (this.closed) return undefined;
           build = this.startBuild(key, inputs, spec, wait);
           if (!wait) {
             logger.info("vm template not built yet: building it in the background, booting cold", { template: key });

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kindOf } from "../../../src/common/errors.js";
-import { destroyTemplates, listTemplates, stopBuildsOf, templateStatus, waitForOthersBuilding } from "../../../src/sandbox/template-admin.js";
+import { destroyTemplates, listTemplates, templateStatus, waitForOthersBuilding } from "../../../src/sandbox/template-admin.js";
 import { TEMPLATE_FORMAT, type TemplateKey } from "../../../src/sandbox/template-key.js";
 import { fakeTemplate } from "./fake-templates.js";
 
@@ -120,19 +120,5 @@ describe("template admin", () => {
     const cut = waitForOthersBuilding(root, CURRENT.key, { isAlive: alive, pollMs: 20, signal: stop.signal });
     stop.abort(new Error("interrupted"));
     await assert.rejects(cut, /interrupted/);
-  });
-
-  it("stops this process's own builds only, waiting for their directories to go", async () => {
-    const own = join(root, `${CURRENT.key}.tmp-${process.pid}-01010101`);
-    const other = join(root, `${CURRENT.key}.tmp-${LIVE_PID}-02020202`);
-    await mkdir(own, { recursive: true });
-    await mkdir(other, { recursive: true });
-    // The store removes a stopped build's directory itself; here a timer stands for it.
-    setTimeout(() => void rm(own, { recursive: true, force: true }), 300);
-    assert.deepEqual(await stopBuildsOf(root, process.pid), [`${CURRENT.key}.tmp-${process.pid}-01010101`]);
-    assert.deepEqual(await readdir(root), [`${CURRENT.key}.tmp-${LIVE_PID}-02020202`]);
-    await mkdir(own);
-    assert.deepEqual(await stopBuildsOf(root, process.pid, 0), [`${CURRENT.key}.tmp-${process.pid}-01010101`], "removed here once the time is up");
-    assert.deepEqual(await readdir(root), [`${CURRENT.key}.tmp-${LIVE_PID}-02020202`]);
   });
 });
