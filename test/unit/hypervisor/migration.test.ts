@@ -46,6 +46,19 @@ function qmp(fake: ScriptedQmp): QmpClient {
   return fake as unknown as QmpClient;
 }
 
+/** A q35 VM under TCG, with nothing but its QMP socket and console. */
+const Q35: VmSpec = {
+  id: "p",
+  qemuPath: "/usr/bin/qemu-system-x86_64",
+  runDir: "/run/p",
+  machine: "q35",
+  accel: "tcg",
+  vcpus: 1,
+  memoryMiB: 256,
+  qmpSocket: "/run/p/qmp.sock",
+  consoleLog: "/run/p/console.log",
+};
+
 describe("vm state saved to and loaded from a file", () => {
   it("pauses the VM, lifts the bandwidth limit, saves through cat and waits for completion", async () => {
     const fake = new ScriptedQmp({ "query-migrate": [{ status: "active" }, { status: "active" }, { status: "completed" }] });
@@ -95,19 +108,7 @@ describe("vm state saved to and loaded from a file", () => {
   });
 
   it("starts QEMU waiting for a saved state with -incoming defer", () => {
-    const spec: VmSpec = {
-      id: "p",
-      qemuPath: "/usr/bin/qemu-system-x86_64",
-      runDir: "/run/p",
-      machine: "q35",
-      accel: "tcg",
-      vcpus: 1,
-      memoryMiB: 256,
-      qmpSocket: "/run/p/qmp.sock",
-      consoleLog: "/run/p/console.log",
-      paused: true,
-      incoming: true,
-    };
+    const spec: VmSpec = { ...Q35, paused: true, incoming: true };
     const args = buildQemuArgs(spec);
     assert.deepEqual(args.slice(args.indexOf("-S"), args.indexOf("-S") + 3), ["-S", "-incoming", "defer"]);
     assert.ok(!buildQemuArgs({ ...spec, incoming: false }).includes("-incoming"));
@@ -115,15 +116,7 @@ describe("vm state saved to and loaded from a file", () => {
 
   it("puts only the tap backend of a card added later on the command line, and gives it the last free port", () => {
     const spec: VmSpec = {
-      id: "p",
-      qemuPath: "/usr/bin/qemu-system-x86_64",
-      runDir: "/run/p",
-      machine: "q35",
-      accel: "tcg",
-      vcpus: 1,
-      memoryMiB: 256,
-      qmpSocket: "/run/p/qmp.sock",
-      consoleLog: "/run/p/console.log",
+      ...Q35,
       hotplugPorts: 2,
       network: { nics: [{ id: "net0", mac: "02:00:00:00:00:01", tapFd: 9, hotplug: true }] },
     };
